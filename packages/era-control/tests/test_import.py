@@ -1,0 +1,17 @@
+"""The package imports, sees era-core and its own stack, and its environment lacks torch."""
+
+import importlib.util
+
+import era_control
+import era_core
+
+
+def test_imports_with_era_core():
+    assert era_control.__version__ == "0.1.0"
+    assert callable(era_core.gaussian_log_std)
+
+
+def test_environment_has_own_stack_and_not_the_other():
+    # nox installs only this package and its test extra: jax is there, torch is not.
+    assert importlib.util.find_spec("jax") is not None
+    assert importlib.util.find_spec("torch") is None
