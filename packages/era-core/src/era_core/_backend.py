@@ -33,6 +33,7 @@ __all__ = [
     "compute_dtype",
     "erf",
     "is_concrete",
+    "is_scalar",
     "log_ndtr",
     "namespace",
     "stop_gradient",
@@ -41,7 +42,11 @@ __all__ = [
 
 def namespace(*arrays: Any):
     """The array-API namespace shared by ``arrays`` (Python scalars and ``None`` are skipped)."""
-    found = [a for a in arrays if a is not None and not isinstance(a, (bool, int, float, complex))]
+    found = [
+        a
+        for a in arrays
+        if a is not None and not isinstance(a, (bool, complex)) and not is_scalar(a)
+    ]
     if not found:
         raise TypeError("expected at least one array argument, got only Python scalars")
     return array_api_compat.array_namespace(*found)
@@ -61,7 +66,7 @@ def as_float_array(xp, value, like: Array, name: str) -> Array:
     """``value`` (Python number or array) as an array of ``like``'s dtype and device."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a number or a floating-point array, got {value!r}")
-    if isinstance(value, (int, float)):
+    if is_scalar(value):
         return xp.asarray(float(value), dtype=like.dtype, device=array_api_compat.device(like))
     if not xp.isdtype(value.dtype, "real floating"):
         value = xp.astype(value, like.dtype)
@@ -70,9 +75,14 @@ def as_float_array(xp, value, like: Array, name: str) -> Array:
     return value
 
 
+def is_scalar(value: Any) -> bool:
+    """True for Python and NumPy scalar numbers (not 0-d arrays)."""
+    return isinstance(value, (int, float, np.generic)) and not isinstance(value, bool)
+
+
 def is_concrete(x: Array) -> bool:
     """True when the values of ``x`` may be read on the host (not a JAX tracer, not lazy)."""
-    if isinstance(x, (int, float)):
+    if is_scalar(x):
         return True
     if array_api_compat.is_lazy_array(x):
         return False

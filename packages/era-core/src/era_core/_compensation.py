@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._backend import Array, as_float_array, compute_dtype, namespace, stop_gradient
+from ._backend import Array, as_float_array, compute_dtype, is_scalar, namespace, stop_gradient
 
 __all__ = ["compensation_loss", "compensation_value"]
 
@@ -63,7 +63,7 @@ def compensation_loss(
     xp = namespace(entropy)
     compute_dtype(xp, entropy, "entropy")
     param = log_compensation_or_value
-    if isinstance(param, (int, float)):
+    if is_scalar(param):
         param = as_float_array(xp, param, entropy, "log_compensation_or_value")
     delta = compensation_value(param, parameterization)
     target = as_float_array(xp, target_entropy, entropy, "target_entropy")

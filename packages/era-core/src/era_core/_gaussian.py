@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ._backend import Array, as_float_array, compute_dtype, namespace
+from ._backend import Array, as_float_array, compute_dtype, is_concrete, is_scalar, namespace
 from ._validation import check_finite_array, check_interval, check_ndim, finite_float
 
 __all__ = [
@@ -64,7 +64,7 @@ def _budget(xp, pre_std, target_entropy, compensation, log_std_max, dtype):
     """
     dim = pre_std.shape[-1]
     ceiling = max_gaussian_entropy(dim, log_std_max)
-    scalar = isinstance(target_entropy, (int, float)) and isinstance(compensation, (int, float))
+    scalar = is_scalar(target_entropy) and is_scalar(compensation)
     if scalar:
         target = finite_float(target_entropy, "target_entropy")
         comp = finite_float(compensation, "compensation")
@@ -82,8 +82,6 @@ def _budget(xp, pre_std, target_entropy, compensation, log_std_max, dtype):
     check_finite_array(xp, target_entropy, "target_entropy")
     check_finite_array(xp, compensation, "compensation")
     budget = target + comp - ceiling
-    from ._backend import is_concrete
-
     if is_concrete(budget) and bool(xp.any(budget > 0)):
         worst = float(xp.max(target + comp))
         raise ValueError(

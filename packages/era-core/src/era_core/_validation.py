@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._backend import is_concrete
+from ._backend import is_concrete, is_scalar
 
 
 def finite_float(value: Any, name: str) -> float:
@@ -26,7 +26,7 @@ def finite_float(value: Any, name: str) -> float:
 
 def check_finite_array(xp, x: Any, name: str) -> None:
     """ValueError when a concrete array holds NaN or infinity."""
-    if isinstance(x, (int, float)):
+    if is_scalar(x):
         finite_float(x, name)
         return
     if is_concrete(x) and not bool(xp.all(xp.isfinite(x))):
