@@ -36,6 +36,7 @@ __all__ = [
     "is_scalar",
     "log_ndtr",
     "namespace",
+    "softmax",
     "stop_gradient",
 ]
 
@@ -69,9 +70,9 @@ def as_float_array(xp, value, like: Array, name: str) -> Array:
     if is_scalar(value):
         return xp.asarray(float(value), dtype=like.dtype, device=array_api_compat.device(like))
     if not xp.isdtype(value.dtype, "real floating"):
-        value = xp.astype(value, like.dtype)
+        value = xp.astype(value, like.dtype, copy=False)
     elif value.dtype != like.dtype:
-        value = xp.astype(value, like.dtype)
+        value = xp.astype(value, like.dtype, copy=False)
     return value
 
 
@@ -107,6 +108,20 @@ def stop_gradient(xp, x: Array) -> Array:
 
         return jax.lax.stop_gradient(x)
     return x
+
+
+def softmax(xp, x: Array) -> Array:
+    """Softmax over the last axis: the library's fused kernel where it has one."""
+    if is_torch_namespace(xp):
+        import torch
+
+        return torch.softmax(x, dim=-1)
+    if is_jax_namespace(xp):
+        import jax
+
+        return jax.nn.softmax(x, axis=-1)
+    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
 
 
 def _to_numpy(x: Array) -> np.ndarray:

@@ -90,8 +90,8 @@ def truncated_gaussian_entropy(mean: Array, log_std: Array, low: float = -1.0, h
         )
     low, high = check_interval(low, high, "low", "high")
     dtype = compute_dtype(xp, log_std, "log_std")
-    mu = xp.astype(mean, dtype)
-    ls = xp.astype(log_std, dtype)
+    mu = xp.astype(mean, dtype, copy=False)
+    ls = xp.astype(log_std, dtype, copy=False)
     inv_sigma = xp.exp(-ls)
     a = (low - mu) * inv_sigma
     b = (high - mu) * inv_sigma
@@ -125,7 +125,7 @@ def truncated_gaussian_entropy(mean: Array, log_std: Array, low: float = -1.0, h
         + r * (a_out * m_a - b_out * m_b) / (2.0 * one_minus_r)
     )
     h = xp.where(alpha < 0, h_in, h_out)
-    return xp.astype(xp.sum(h, axis=-1), log_std.dtype)
+    return xp.astype(xp.sum(h, axis=-1), log_std.dtype, copy=False)
 
 
 def tanh_log_det_jacobian(u: Array) -> Array:
@@ -207,7 +207,7 @@ def tanh_gaussian_entropy(mean: Array, log_std: Array, num_samples: int, key_or_
         noise = xp.asarray(
             rng.standard_normal(shape), dtype=dtype, device=array_api_compat.device(mean)
         )
-    mu = xp.astype(mean, dtype)
-    ls = xp.astype(log_std, dtype)
+    mu = xp.astype(mean, dtype, copy=False)
+    ls = xp.astype(log_std, dtype, copy=False)
     out = tanh_gaussian_entropy_from_noise(mu, ls, noise)
-    return xp.astype(out, log_std.dtype)
+    return xp.astype(out, log_std.dtype, copy=False)

@@ -21,7 +21,7 @@ def categorical_entropy(logits: Array, axis: int = -1) -> Array:
     """
     xp = namespace(logits)
     dtype = compute_dtype(xp, logits, "logits")
-    z = xp.astype(logits, dtype)
+    z = xp.astype(logits, dtype, copy=False)
     top = xp.max(z, axis=axis, keepdims=True)
     top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
     shifted = z - top
@@ -30,4 +30,4 @@ def categorical_entropy(logits: Array, axis: int = -1) -> Array:
     p = xp.exp(log_p)
     finite = xp.isfinite(log_p)
     terms = xp.where(finite, p * xp.where(finite, log_p, xp.zeros_like(log_p)), xp.zeros_like(p))
-    return xp.astype(-xp.sum(terms, axis=axis), logits.dtype)
+    return xp.astype(-xp.sum(terms, axis=axis), logits.dtype, copy=False)

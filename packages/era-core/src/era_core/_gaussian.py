@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import math
 
-from ._backend import Array, as_float_array, compute_dtype, is_concrete, is_scalar, namespace
+from ._backend import (
+    Array,
+    as_float_array,
+    compute_dtype,
+    is_concrete,
+    is_scalar,
+    namespace,
+    softmax,
+)
 from ._validation import check_finite_array, check_interval, check_ndim, finite_float
 
 __all__ = [
@@ -76,7 +84,7 @@ def _budget(xp, pre_std, target_entropy, compensation, log_std_max, dtype):
                 f"{' - compensation' if comp else ''})"
             )
         return target + comp - ceiling
-    like = xp.astype(pre_std[..., 0], dtype)
+    like = xp.astype(pre_std[..., 0], dtype, copy=False)
     target = as_float_array(xp, target_entropy, like, "target_entropy")
     comp = as_float_array(xp, compensation, like, "compensation")
     check_finite_array(xp, target_entropy, "target_entropy")
@@ -90,12 +98,6 @@ def _budget(xp, pre_std, target_entropy, compensation, log_std_max, dtype):
             "(minus the compensation)"
         )
     return budget
-
-
-def _softmax(xp, s, axis=-1):
-    shifted = s - xp.max(s, axis=axis, keepdims=True)
-    e = xp.exp(shifted)
-    return e / xp.sum(e, axis=axis, keepdims=True)
 
 
 def gaussian_log_std(
@@ -147,11 +149,11 @@ def gaussian_log_std(
     )
     dtype = compute_dtype(xp, pre_std, "pre_std")
     budget = _budget(xp, pre_std, target_entropy, compensation, log_std_max, dtype)
-    s = xp.astype(pre_std, dtype)
+    s = xp.astype(pre_std, dtype, copy=False)
     if not isinstance(budget, float):
         budget = budget[..., None]
-    log_std = xp.maximum(log_std_max + budget * _softmax(xp, s), log_std_min)
-    return xp.astype(log_std, pre_std.dtype)
+    log_std = xp.maximum(log_std_max + budget * softmax(xp, s), log_std_min)
+    return xp.astype(log_std, pre_std.dtype, copy=False)
 
 
 def _log_mean_partition(xp, s):
@@ -197,7 +199,7 @@ def batch_gaussian_log_std(
 
     Returns:
       ``(log_std, batch_log_partition)``: the log-stds and this batch's :math:`\log\bar Z`
-      (a 0-d array) to feed into :func:`update_running_log_partition`.
+      (a 0-d array in ``pre_std``'s dtype) to feed into :func:`update_running_log_partition`.
     """
     xp = namespace(pre_std)
     check_ndim(pre_std, "pre_std", 1)
@@ -213,7 +215,7 @@ def batch_gaussian_log_std(
         log_std_max,
         dtype,
     )
-    s = xp.astype(pre_std, dtype)
+    s = xp.astype(pre_std, dtype, copy=False)
     batch_log_z = _log_mean_partition(xp, s)
     if log_partition is None:
         log_z = batch_log_z
@@ -221,7 +223,9 @@ def batch_gaussian_log_std(
         log_z = as_float_array(xp, log_partition, batch_log_z, "log_partition")
     weights = xp.exp(s - log_z)
     log_std = xp.maximum(log_std_max + budget * weights, log_std_min)
-    return xp.astype(log_std, pre_std.dtype), batch_log_z
+    return xp.astype(log_std, pre_std.dtype, copy=False), xp.astype(
+        batch_log_z, pre_std.dtype, copy=False
+    )
 
 
 def update_running_log_partition(running, batch_log_partition, momentum: float = 0.01):

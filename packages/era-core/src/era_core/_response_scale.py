@@ -46,15 +46,15 @@ def response_entropy(token_entropy: Array, mask: Array, frac: float = 0.2) -> Ar
         )
     dtype = compute_dtype(xp, token_entropy, "token_entropy")
     valid = mask if xp.isdtype(mask.dtype, "bool") else mask != 0
-    ent = xp.astype(token_entropy, dtype)
+    ent = xp.astype(token_entropy, dtype, copy=False)
     ranked = xp.sort(xp.where(valid, ent, -math.inf), axis=-1, descending=True)
-    count = xp.sum(xp.astype(valid, dtype), axis=-1)
+    count = xp.sum(xp.astype(valid, dtype, copy=False), axis=-1)
     k = xp.maximum(xp.floor(frac * count), 1.0)
     positions = xp.arange(ent.shape[-1], dtype=dtype, device=array_api_compat.device(ent))
     take = (positions[None, :] < k[:, None]) & (positions[None, :] < count[:, None])
     total = xp.sum(xp.where(take, ranked, xp.zeros_like(ranked)), axis=-1)
     out = xp.where(count > 0, total / k, xp.zeros_like(total))
-    return xp.astype(out, token_entropy.dtype)
+    return xp.astype(out, token_entropy.dtype, copy=False)
 
 
 def logit_scale(
@@ -109,4 +109,4 @@ def scale_advantages(advantages: Array, scale: Array) -> Array:
         raise ValueError(
             f"advantages and scale must have the same shape, got {tuple(advantages.shape)} and {tuple(scale.shape)}"
         )
-    return advantages / xp.astype(scale, advantages.dtype)
+    return advantages / xp.astype(scale, advantages.dtype, copy=False)

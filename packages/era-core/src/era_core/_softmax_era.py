@@ -9,16 +9,24 @@ from __future__ import annotations
 import functools
 import math
 
-from ._backend import Array, compute_dtype, namespace
+from ._backend import Array, compute_dtype, namespace, softmax, stop_gradient
 from ._validation import check_ndim, finite_float
 
 __all__ = ["softmax_era", "softmax_era_bounds"]
 
 _MODES = ("paper", "exact")
-_NEWTON_STEPS = 3  # from the paper's approximation, 3 Newton steps reach float64 accuracy
-# Safety margin of the exact mode's calibrated floor, relative to min_entropy, by the dtype of
-# the returned logits: rounding z' to that dtype moves the entropy by about this much.
-_EXACT_MARGIN = {"float64": 1e-9, "float32": 2e-6, "float16": 2.5e-3, "bfloat16": 8e-3}
+# Newton steps from the paper's approximation: relative error 1.6e-4 after one, 4.5e-10 after
+# two, 8e-16 after three (worst case over h in [1e-38, ub], against SciPy's lambertw).
+_NEWTON_STEPS = {"float64": 3, "float32": 2}
+# Safety margin (relative, absolute in nats) of the exact mode's calibrated floor, by the dtype
+# of the returned logits, on top of the rounding bound of `_rounding_slack`.
+_EXACT_MARGIN = {
+    "float64": (1e-9, 1e-12),
+    "float32": (2e-6, 1e-6),
+    "float16": (5e-4, 1e-4),
+    "bfloat16": (2e-3, 5e-4),
+}
+_MANTISSA_BITS = {"float64": 52, "float32": 23, "float16": 10, "bfloat16": 7}
 
 
 def softmax_era_bounds(num_classes: int, tau: float = 4.0) -> tuple[float, float]:
@@ -58,39 +66,80 @@ def _log_inverse_entropy_term(h: float) -> float:
     return x
 
 
-def _one_hot_entropy(num_classes: int, h_tau: float, tau: float) -> tuple[float, float]:
-    """Entropy of softmax(z') for a one-hot input, with the exact inverse; and its ``S = sum q``."""
+def _one_hot_entropy(
+    num_classes: int, h_tau: float, tau: float, dtype_name: str = "float64"
+) -> tuple[float, float]:
+    """Entropy of softmax(z') for a one-hot input (exact inverse), less its rounding slack; and ``S``."""
     _, b = _affine(num_classes, h_tau, tau)
-    s = 1.0 / tau + (num_classes - 1) * math.exp(_log_inverse_entropy_term(b))
-    return h_tau / s + math.log(s), s
+    z_top, z_rest = -math.log(tau), _log_inverse_entropy_term(b)
+    s = math.exp(z_top) + (num_classes - 1) * math.exp(z_rest)
+    entropy = h_tau / s + math.log(s)
+    return entropy - _rounding_slack(num_classes, z_top, z_rest, entropy, dtype_name), s
+
+
+def _rounding_slack(num_classes: int, z_top: float, z_rest: float, entropy: float, name: str):
+    """First-order bound on how much rounding the one-hot ``z'`` to ``name`` lowers its entropy.
+
+    ``dH/dz_i = -p_i (log p_i + H)``; each ``z_i`` moves by at most half an ulp, so the entropy
+    drops by at most ``sum_i |p_i (log p_i + H)| ulp(z_i) / 2`` (times 1.25 for the
+    second-order terms). Negligible for float32/64; for bfloat16 the 999 equal tail logits of
+    a 1000-class one-hot output move together and the bound reaches about 0.05 nats.
+    """
+    if name in ("float64", "float32"):
+        return 0.0
+    log_s = math.log(math.exp(z_top) + (num_classes - 1) * math.exp(z_rest))
+    total = 0.0
+    for z, count in ((z_top, 1), (z_rest, num_classes - 1)):
+        log_p = z - log_s
+        ulp = 2.0 ** (math.floor(math.log2(abs(z))) - _MANTISSA_BITS[name])
+        total += count * abs(math.exp(log_p) * (log_p + entropy)) * ulp / 2.0
+    return 1.25 * total
 
 
 @functools.lru_cache(maxsize=256)
 def _calibrated_h_tau(num_classes: int, min_entropy: float, tau: float, dtype_name: str) -> float:
     r"""The internal :math:`H_\tau` that makes the exact mode's floor tight.
 
-    With the exact inverse, ``H(softmax(z')) = H_tau/S + log S`` with ``S = sum_i q_i``. ``S``
-    is convex in ``p`` (``q_i`` is a convex increasing function of ``p_i``), so over the
-    simplex it is largest at a one-hot input; while ``S <= H_tau`` the entropy falls as ``S``
-    grows, so the one-hot input has the smallest entropy. The paper's
-    :math:`H_\tau = e^{H_{\min}-1}` leaves that smallest entropy well above ``min_entropy``;
-    bisection on :math:`\log H_\tau` lowers :math:`H_\tau` until the one-hot entropy equals
-    ``min_entropy`` (plus a dtype-sized margin), checking ``S <= H_tau`` at the solution.
+    With the exact inverse, ``H(softmax(z')) = H_tau/S + log S >= 1 + log H_tau`` with
+    ``S = sum_i q_i``. ``S`` is convex in ``p`` (each ``q_i`` is a convex increasing function
+    of ``p_i``), so over the simplex it is largest at a one-hot input. Two cases:
+
+    * the one-hot ``S`` reaches ``H_tau``: the bound ``1 + log H_tau`` is attained inside the
+      simplex, so the floor is tight at ``H_tau = exp(target - 1)``;
+    * otherwise ``S < H_tau`` everywhere, the entropy falls as ``S`` grows, and the one-hot
+      input has the smallest entropy, above the bound. Bisection on :math:`\log H_\tau`
+      lowers :math:`H_\tau` until the one-hot entropy equals the target (the check
+      ``S <= H_tau`` holds at the solution).
+
+    ``target`` is ``min_entropy`` plus a margin for rounding the returned logits to their dtype.
     """
-    target = min_entropy * (1.0 + _EXACT_MARGIN[dtype_name]) + 1e-12
-    h_paper = math.exp(min_entropy - 1.0)
+    relative, absolute = _EXACT_MARGIN[dtype_name]
+    target = min_entropy + max(relative * abs(min_entropy), absolute)
     ub = math.log(tau) / tau
-    entropy, s = _one_hot_entropy(num_classes, h_paper, tau)
-    if s >= h_paper or entropy <= target:
-        # Either the bound 1 + log(H_tau) = min_entropy is attained inside the simplex (the
-        # floor is already tight), or the dtype margin cannot be added: keep the paper's H_tau.
-        return h_paper
-    lo, hi = math.log(ub), math.log(h_paper)
-    if _one_hot_entropy(num_classes, math.exp(lo) * (1.0 + 1e-12), tau)[0] >= target:
-        return h_paper  # min_entropy is so low that any H_tau satisfies it: nothing to tighten
+    top = num_classes * ub  # slope >= 0
+    upper = min(math.exp(target - 1.0), top)
+    _, s = _one_hot_entropy(num_classes, upper, tau)
+    if s >= upper:
+        # Interior minimum 1 + log H_tau; rounding slack estimated at the one-hot point.
+        exact, _ = _one_hot_entropy(num_classes, upper, tau)
+        raw, _ = _one_hot_entropy(num_classes, upper, tau, "float64")
+        return min(upper * math.exp(raw - exact), top)
+
+    def entropy(h_tau: float) -> float:
+        return _one_hot_entropy(num_classes, h_tau, tau, dtype_name)[0]
+
+    if entropy(upper) <= target:
+        # Rounding slack exceeds what the paper's H_tau leaves: raise H_tau instead of lowering it.
+        lo, hi = math.log(upper), math.log(top)
+        if entropy(top) < target:
+            return top
+    else:
+        lo, hi = math.log(ub), math.log(upper)
+        if entropy(math.exp(lo) * (1.0 + 1e-12)) >= target:
+            return upper  # pragma: no cover - min_entropy so low that every H_tau satisfies it
     for _ in range(200):
         mid = 0.5 * (lo + hi)
-        if _one_hot_entropy(num_classes, math.exp(mid), tau)[0] < target:
+        if entropy(math.exp(mid)) < target:
             lo = mid
         else:
             hi = mid
@@ -98,14 +147,27 @@ def _calibrated_h_tau(num_classes: int, min_entropy: float, tau: float, dtype_na
             break
     h_tau = math.exp(hi)
     _, s = _one_hot_entropy(num_classes, h_tau, tau)
-    if s > h_tau:  # pragma: no cover - never seen; would mean an interior point is the worst case
-        return h_paper
+    if s > h_tau:  # pragma: no cover - never seen; an interior point would be the worst case
+        return upper
     return h_tau
 
 
-def _log_softmax(xp, z):
-    shifted = z - xp.max(z, axis=-1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+def _log_inverse(xp, log_h, tau: float, steps: int):
+    """``x = log q`` with ``-q log q = h`` on ``q <= 1/tau``: Newton on ``x + log(-x) = log h``.
+
+    The iterations start from the paper's approximation and run with the gradient stopped;
+    one last Newton step is differentiated. Its derivative at the root,
+    ``dx/dlog h = 1/(1 + 1/x)``, is the exact implicit derivative, so backward costs one
+    step instead of all of them.
+    """
+    ceiling = -math.log(tau)  # the root lies in (-inf, -log tau]
+    target = stop_gradient(xp, xp.minimum(log_h, math.log(math.log(tau) / tau)))
+    u = -1.0 - target
+    x = -1.0 - xp.sqrt(2.0 * u) - 0.75 * u
+    for _ in range(steps - 1):
+        x = xp.minimum(x - x * (x + xp.log(-x) - target) / (x + 1.0), ceiling)
+    x = stop_gradient(xp, x)
+    return xp.minimum(x - x * (x + xp.log(-x) - log_h) / (x + 1.0), ceiling)
 
 
 def softmax_era(
@@ -172,24 +234,22 @@ def softmax_era(
             f"tau={tau} (upper end 1 + log(C*log(tau)/tau)), got {min_entropy}"
         )
     dtype = compute_dtype(xp, logits, "logits")
-    ub = math.log(tau) / tau
     if mode == "exact":
         h_tau = _calibrated_h_tau(num_classes, min_entropy, tau, _dtype_name(xp, logits.dtype))
     else:
         h_tau = math.exp(min_entropy - 1.0)
     slope, offset = _affine(num_classes, h_tau, tau)
 
-    p = xp.exp(_log_softmax(xp, xp.astype(logits, dtype)))
-    h = slope * p + offset
-    log_h = xp.log(h)
-    u = xp.maximum(-1.0 - log_h, 0.0)
-    x = -1.0 - xp.sqrt(2.0 * u) - 0.75 * u  # the paper's approximation of log h^{-1}(h)
-    if mode == "exact":
-        log_h = xp.minimum(log_h, math.log(ub))  # h <= ub up to rounding
-        ceiling = -math.log(tau)  # the root lies in (-inf, -log tau]
-        for _ in range(_NEWTON_STEPS):
-            x = xp.minimum(x - (x + xp.log(-x) - log_h) / (1.0 + 1.0 / x), ceiling)
-    return xp.astype(x, logits.dtype)
+    p = softmax(xp, xp.astype(logits, dtype, copy=False))
+    log_h = xp.log(slope * p + offset)
+    if mode == "paper":
+        u = xp.maximum(-1.0 - log_h, 0.0)  # u >= log(1/(e*ub)) > 0 up to rounding
+        x = -1.0 - xp.sqrt(2.0 * u) - 0.75 * u
+    else:
+        x = _log_inverse(
+            xp, log_h, tau, _NEWTON_STEPS["float64" if dtype == xp.float64 else "float32"]
+        )
+    return xp.astype(x, logits.dtype, copy=False)
 
 
 def _dtype_name(xp, dtype) -> str:
