@@ -30,6 +30,8 @@ Array = Any
 __all__ = [
     "Array",
     "as_float_array",
+    "clip_above",
+    "clip_below",
     "compute_dtype",
     "erf",
     "is_concrete",
@@ -108,6 +110,25 @@ def stop_gradient(xp, x: Array) -> Array:
 
         return jax.lax.stop_gradient(x)
     return x
+
+
+def clip_below(xp, x: Array, low: float) -> Array:
+    """``maximum(x, low)`` for a Python float ``low`` (``torch.clamp_min`` on PyTorch, which
+    keeps ``torch.compile`` graphs whole, where the array-API wrapper breaks them)."""
+    if is_torch_namespace(xp):
+        import torch
+
+        return torch.clamp_min(x, low)
+    return xp.maximum(x, low)
+
+
+def clip_above(xp, x: Array, high: float) -> Array:
+    """``minimum(x, high)`` for a Python float ``high`` (``torch.clamp_max`` on PyTorch)."""
+    if is_torch_namespace(xp):
+        import torch
+
+        return torch.clamp_max(x, high)
+    return xp.minimum(x, high)
 
 
 def softmax(xp, x: Array) -> Array:

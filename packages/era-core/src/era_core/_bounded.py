@@ -12,6 +12,8 @@ import array_api_compat
 
 from ._backend import (
     Array,
+    clip_above,
+    clip_below,
     compute_dtype,
     erf,
     log_ndtr,
@@ -38,9 +40,9 @@ def _mills(xp, t):
     Exact-in-float for any ``t``: ``log_ndtr`` below the switch, the continued fraction above
     (where ``phi(t)`` and ``Phi(-t)`` underflow but their ratio does not).
     """
-    small = xp.minimum(t, _MILLS_SWITCH)
+    small = clip_above(xp, t, _MILLS_SWITCH)
     m_small = xp.exp(-0.5 * small * small - _LOG_SQRT_2PI - log_ndtr(xp, -small))
-    large = xp.maximum(t, _MILLS_SWITCH)
+    large = clip_below(xp, t, _MILLS_SWITCH)
     eps_large = mills_excess(xp, large)
     use_small = t < _MILLS_SWITCH
     eps = xp.where(use_small, m_small - small, eps_large)
@@ -100,7 +102,7 @@ def truncated_gaussian_entropy(mean: Array, log_std: Array, low: float = -1.0, h
     beta = xp.where(flip, -a, b)
 
     # Mean inside the (flipped) box: alpha < 0 < beta, the textbook formula is well conditioned.
-    a_in = xp.minimum(alpha, 0.0)
+    a_in = clip_above(xp, alpha, 0.0)
     z_in = 0.5 * (erf(xp, beta * math.sqrt(0.5)) - erf(xp, a_in * math.sqrt(0.5)))
     phi_a = xp.exp(-0.5 * a_in * a_in - _LOG_SQRT_2PI)
     phi_b = xp.exp(-0.5 * beta * beta - _LOG_SQRT_2PI)
@@ -109,7 +111,7 @@ def truncated_gaussian_entropy(mean: Array, log_std: Array, low: float = -1.0, h
     )
 
     # Mean left of the box: alpha >= 0, tail form.
-    a_out = xp.maximum(alpha, 0.0)
+    a_out = clip_below(xp, alpha, 0.0)
     b_out = xp.maximum(beta, a_out)
     m_a, eps_a = _mills(xp, a_out)
     m_b, _ = _mills(xp, b_out)

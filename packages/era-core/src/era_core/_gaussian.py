@@ -11,6 +11,7 @@ import math
 from ._backend import (
     Array,
     as_float_array,
+    clip_below,
     compute_dtype,
     is_concrete,
     is_scalar,
@@ -152,7 +153,7 @@ def gaussian_log_std(
     s = xp.astype(pre_std, dtype, copy=False)
     if not isinstance(budget, float):
         budget = budget[..., None]
-    log_std = xp.maximum(log_std_max + budget * softmax(xp, s), log_std_min)
+    log_std = clip_below(xp, log_std_max + budget * softmax(xp, s), log_std_min)
     return xp.astype(log_std, pre_std.dtype, copy=False)
 
 
@@ -222,7 +223,7 @@ def batch_gaussian_log_std(
     else:
         log_z = as_float_array(xp, log_partition, batch_log_z, "log_partition")
     weights = xp.exp(s - log_z)
-    log_std = xp.maximum(log_std_max + budget * weights, log_std_min)
+    log_std = clip_below(xp, log_std_max + budget * weights, log_std_min)
     return xp.astype(log_std, pre_std.dtype, copy=False), xp.astype(
         batch_log_z, pre_std.dtype, copy=False
     )

@@ -6,7 +6,7 @@ import math
 
 import array_api_compat
 
-from ._backend import Array, compute_dtype, namespace
+from ._backend import Array, clip_below, compute_dtype, namespace
 from ._validation import check_interval, finite_float
 
 __all__ = ["logit_scale", "response_entropy", "scale_advantages"]
@@ -49,7 +49,7 @@ def response_entropy(token_entropy: Array, mask: Array, frac: float = 0.2) -> Ar
     ent = xp.astype(token_entropy, dtype, copy=False)
     ranked = xp.sort(xp.where(valid, ent, -math.inf), axis=-1, descending=True)
     count = xp.sum(xp.astype(valid, dtype, copy=False), axis=-1)
-    k = xp.maximum(xp.floor(frac * count), 1.0)
+    k = clip_below(xp, xp.floor(frac * count), 1.0)
     positions = xp.arange(ent.shape[-1], dtype=dtype, device=array_api_compat.device(ent))
     take = (positions[None, :] < k[:, None]) & (positions[None, :] < count[:, None])
     total = xp.sum(xp.where(take, ranked, xp.zeros_like(ranked)), axis=-1)

@@ -9,7 +9,15 @@ from __future__ import annotations
 import functools
 import math
 
-from ._backend import Array, compute_dtype, namespace, softmax, stop_gradient
+from ._backend import (
+    Array,
+    clip_above,
+    clip_below,
+    compute_dtype,
+    namespace,
+    softmax,
+    stop_gradient,
+)
 from ._validation import check_ndim, finite_float
 
 __all__ = ["softmax_era", "softmax_era_bounds"]
@@ -161,13 +169,13 @@ def _log_inverse(xp, log_h, tau: float, steps: int):
     step instead of all of them.
     """
     ceiling = -math.log(tau)  # the root lies in (-inf, -log tau]
-    target = stop_gradient(xp, xp.minimum(log_h, math.log(math.log(tau) / tau)))
+    target = stop_gradient(xp, clip_above(xp, log_h, math.log(math.log(tau) / tau)))
     u = -1.0 - target
     x = -1.0 - xp.sqrt(2.0 * u) - 0.75 * u
     for _ in range(steps - 1):
-        x = xp.minimum(x - x * (x + xp.log(-x) - target) / (x + 1.0), ceiling)
+        x = clip_above(xp, x - x * (x + xp.log(-x) - target) / (x + 1.0), ceiling)
     x = stop_gradient(xp, x)
-    return xp.minimum(x - x * (x + xp.log(-x) - log_h) / (x + 1.0), ceiling)
+    return clip_above(xp, x - x * (x + xp.log(-x) - log_h) / (x + 1.0), ceiling)
 
 
 def softmax_era(
@@ -243,7 +251,7 @@ def softmax_era(
     p = softmax(xp, xp.astype(logits, dtype, copy=False))
     log_h = xp.log(slope * p + offset)
     if mode == "paper":
-        u = xp.maximum(-1.0 - log_h, 0.0)  # u >= log(1/(e*ub)) > 0 up to rounding
+        u = clip_below(xp, -1.0 - log_h, 0.0)  # u >= log(1/(e*ub)) > 0 up to rounding
         x = -1.0 - xp.sqrt(2.0 * u) - 0.75 * u
     else:
         x = _log_inverse(
