@@ -9,6 +9,7 @@ package would have, and the pinned versions CI uses.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -93,9 +94,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks under bench/ (not part of `uv run nox`); prints tables.
+    """Benchmarks under bench/ (not part of `uv run nox`); each prints a Markdown table.
 
-    `uv run nox -s bench -- --write-docs docs/benchmarks.md` also rewrites the tables there.
+    Arguments after `--` go to every script, e.g.
+    `uv run nox -s bench -- --write-docs docs/benchmarks.md` rewrites their sections there,
+    `uv run nox -s bench -- --quick` gives a short run.
     """
     sync(session, "--package", "era-core", "--extra", "test")
-    session.run("python", "bench/core_activations.py", *session.posargs)
+    for script in sorted(Path("bench").glob("core_*.py")):
+        session.run("python", str(script), *session.posargs)
