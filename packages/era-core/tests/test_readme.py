@@ -1,0 +1,30 @@
+"""The era-core examples in the README and the package README run and print what they say."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.+?)```", path.read_text(), re.S)
+
+
+@pytest.mark.parametrize("readme", ["README.md", "packages/era-core/README.md"])
+def test_readme_examples_run(readme, capsys):
+    blocks = _python_blocks(ROOT / readme)
+    assert blocks, f"{readme} has no python example"
+    for block in blocks:
+        namespace: dict = {}
+        np.random.seed(0)
+        exec(compile(block, readme, "exec"), namespace)
+    printed = [float(line) for line in capsys.readouterr().out.split()]
+    if readme == "README.md":
+        gaussian_min, softmax_min = printed
+        assert gaussian_min >= -6.0 - 1e-9  # the target, or more where the clamp fires
+        assert 0.6 <= softmax_min <= 0.6 * 1.01 + 0.05  # floor holds and is near-tight
