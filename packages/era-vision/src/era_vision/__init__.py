@@ -1,3 +1,11 @@
-"""era_vision — see packages/era-vision/README.md. Content arrives with its own issue."""
+"""era_vision — Entropy Regularizing Activation for image classifiers (any timm model).
+
+``create_model(name, num_classes=..., min_entropy=...)`` is ``timm.create_model`` whose outputs
+are ERA logits; ``wrap(model, min_entropy)`` does the same to an existing timm model.
+"""
+
+from ._head import ERAConfig, create_model, era_config, era_logits, unwrap, wrap
 
 __version__ = "0.1.0"
+
+__all__ = ["ERAConfig", "create_model", "era_config", "era_logits", "unwrap", "wrap"]

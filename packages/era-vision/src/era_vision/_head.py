@@ -1,0 +1,161 @@
+"""The ERA head for timm models (paper Eq. 15, ERA-SPEC §2).
+
+A timm classifier computes ``forward_head(forward_features(x))``. ERA only changes the very
+last step: the logits ``z`` become ``z' = era_core.softmax_era(z, min_entropy, ...)``, whose
+softmax has entropy ``>= min_entropy`` for every input. We apply it inside ``forward_head`` of
+the model itself (through a subclass made on the fly), so that:
+
+* the parameters and ``state_dict`` keys are exactly timm's: a plain timm checkpoint loads
+  into the ERA model and back;
+* ``forward_features``, ``forward_head(x, pre_logits=True)``, ``reset_classifier``,
+  ``get_classifier``, feature extraction and ``pretrained`` weights behave as in timm;
+* every timm architecture family works without a fork, as long as its ``forward`` ends in
+  ``forward_head`` (all current timm classifiers do).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import timm
+import torch
+from torch import nn
+
+import era_core
+
+__all__ = ["ERAConfig", "create_model", "era_config", "unwrap", "wrap"]
+
+_MODES = ("paper", "exact")
+
+
+@dataclass(frozen=True)
+class ERAConfig:
+    """Settings of the ERA head: the entropy floor ``min_entropy`` (nats), ``tau`` and ``mode``."""
+
+    min_entropy: float
+    tau: float = 4.0
+    mode: str = "paper"
+
+    def check(self, num_classes: int) -> None:
+        """Raise ``ValueError`` unless the floor is feasible for ``num_classes`` classes."""
+        if self.mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}")
+        if num_classes == 0:  # classifier removed: the model returns features, no head to floor
+            return
+        low, high = era_core.softmax_era_bounds(num_classes, self.tau)
+        if not low < self.min_entropy <= high:
+            raise ValueError(
+                f"min_entropy must be in ({low:.4g}, {high:.4g}] for num_classes={num_classes} "
+                f"and tau={self.tau}, got {self.min_entropy}"
+            )
+
+
+class _ERAMixin:
+    """Overrides of the timm head contract; mixed in front of the model's own class."""
+
+    _era: ERAConfig
+
+    def forward_head(self, x, *args, pre_logits: bool = False, **kwargs):
+        out = super().forward_head(x, *args, pre_logits=pre_logits, **kwargs)
+        if pre_logits or getattr(self, "num_classes", 1) == 0:
+            return out
+        return era_logits(out, self._era)
+
+    def reset_classifier(self, num_classes: int, *args, **kwargs):
+        self._era.check(num_classes)
+        return super().reset_classifier(num_classes, *args, **kwargs)
+
+
+_SUBCLASSES: dict[type, type] = {}
+
+
+def _era_class(cls: type) -> type:
+    if issubclass(cls, _ERAMixin):
+        return cls
+    if cls not in _SUBCLASSES:
+        _SUBCLASSES[cls] = type(f"ERA{cls.__name__}", (_ERAMixin, cls), {"__module__": __name__})
+    return _SUBCLASSES[cls]
+
+
+def era_logits(logits: torch.Tensor, config: ERAConfig) -> torch.Tensor:
+    """``softmax_era`` of ``logits`` computed in float32 (autocast off), returned in float32.
+
+    Half-precision logits under AMP would round the log-domain outputs coarsely; float32 is
+    what cross-entropy uses under autocast anyway.
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        return era_core.softmax_era(
+            logits.float(), config.min_entropy, tau=config.tau, mode=config.mode
+        )
+
+
+def wrap(model: nn.Module, min_entropy: float, *, tau: float = 4.0, mode: str = "paper"):
+    """Put the ERA head on an existing timm model, in place; returns the same object.
+
+    The model's class becomes a subclass ``ERA<Class>`` whose ``forward_head`` applies
+    :func:`era_core.softmax_era` to the logits; parameters, buffers and ``state_dict`` keys are
+    unchanged. Wrapping an ERA model again only replaces its settings.
+
+    Raises:
+      ValueError: ``min_entropy`` infeasible for the model's number of classes (the message
+        gives the range), or an unknown ``mode``.
+      TypeError: the model has no timm head contract (``forward_head``/``num_classes``).
+    """
+    if not hasattr(model, "forward_head") or not hasattr(model, "num_classes"):
+        raise TypeError(
+            f"model must follow timm's head contract (forward_head, num_classes); got {type(model).__name__}"
+        )
+    config = ERAConfig(float(min_entropy), float(tau), mode)
+    config.check(model.num_classes)
+    model.__class__ = _era_class(type(model))
+    model._era = config
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """Remove the ERA head, in place (the plain timm model, same parameters)."""
+    if isinstance(model, _ERAMixin):
+        model.__class__ = type(model).__mro__[2]
+        del model._era
+    return model
+
+
+def era_config(model: nn.Module) -> ERAConfig | None:
+    """The ERA settings of a wrapped model, or ``None`` for a plain one."""
+    return getattr(model, "_era", None) if isinstance(model, _ERAMixin) else None
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int,
+    min_entropy: float,
+    tau: float = 4.0,
+    mode: str = "paper",
+    pretrained: bool = False,
+    **timm_kwargs,
+) -> nn.Module:
+    """``timm.create_model`` with the ERA head: outputs are the ERA logits ``z'``.
+
+    Use them exactly like logits: ``cross_entropy`` (label smoothing, mixup targets) applies
+    unchanged. The floor is checked before the model is built.
+
+    Example:
+      >>> import torch, era_vision
+      >>> model = era_vision.create_model("resnet18", num_classes=10, min_entropy=0.6)
+      >>> z = model(50 * torch.randn(2, 3, 32, 32))
+      >>> bool((era_core.categorical_entropy(z) >= 0.6).all())
+      True
+    """
+    ERAConfig(float(min_entropy), float(tau), mode).check(num_classes)
+    if not timm.is_model(name) and not _is_hub_name(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown timm model name {name!r}{hint}")
+    model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **timm_kwargs)
+    return wrap(model, min_entropy, tau=tau, mode=mode)
+
+
+def _is_hub_name(name: str) -> bool:
+    return name.startswith(("hf-hub:", "hf_hub:", "local-dir:"))
