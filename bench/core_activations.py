@@ -195,11 +195,30 @@ def rows_of(case: Case) -> list[Row]:
 # --------------------------------------------------------------------------------------------
 
 
+# ERA heads are the same code on every backend (era_core is array-API); only the plain heads
+# differ per framework.
+def log_std_era(pre_std):
+    import era_core
+
+    return era_core.gaussian_log_std(
+        pre_std, TARGET_ENTROPY, log_std_min=LOG_STD_MIN, log_std_max=LOG_STD_MAX
+    )
+
+
+def softmax_head_table():
+    """Plain cross-entropy head (identity on the logits) and one ERA head per softmax mode."""
+    import era_core
+
+    def era_softmax(mode):
+        return lambda logits: era_core.softmax_era(logits, MIN_ENTROPY, mode=mode)
+
+    return {"CE": lambda logits: logits} | {f"ERA {m}": era_softmax(m) for m in SOFTMAX_MODES}
+
+
 def torch_cases(compiled: bool) -> list[Case]:
     import torch
     import torch.nn.functional as F
 
-    import era_core
 
     backend = "torch.compile" if compiled else "torch eager"
     # array_api_compat's array_namespace uses functools.lru_cache; Dynamo traces through it and
@@ -214,20 +233,8 @@ def torch_cases(compiled: bool) -> list[Case]:
     def log_std_tanh(pre_std):
         return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(pre_std) + 1.0)
 
-    def log_std_era(pre_std):
-        return era_core.gaussian_log_std(
-            pre_std, TARGET_ENTROPY, log_std_min=LOG_STD_MIN, log_std_max=LOG_STD_MAX
-        )
-
     gaussian_heads = {"clip": log_std_clip, "tanh": log_std_tanh, "ERA": log_std_era}
-
-    def identity(logits):
-        return logits
-
-    def era_softmax(mode):
-        return lambda logits: era_core.softmax_era(logits, MIN_ENTROPY, mode=mode)
-
-    softmax_heads = {"CE": identity} | {f"ERA {m}": era_softmax(m) for m in SOFTMAX_MODES}
+    softmax_heads = softmax_head_table()
 
     def fwd_bwd(loss_fn, *inputs):
         leaf = inputs[0]
@@ -340,7 +347,6 @@ def jax_cases() -> list[Case]:
     import jax
     import jax.numpy as jnp
 
-    import era_core
 
     backend = "JAX jit"
     keys = iter(jax.random.split(jax.random.key(0), 16))
@@ -351,20 +357,8 @@ def jax_cases() -> list[Case]:
     def log_std_tanh(pre_std):
         return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(pre_std) + 1.0)
 
-    def log_std_era(pre_std):
-        return era_core.gaussian_log_std(
-            pre_std, TARGET_ENTROPY, log_std_min=LOG_STD_MIN, log_std_max=LOG_STD_MAX
-        )
-
     gaussian_heads = {"clip": log_std_clip, "tanh": log_std_tanh, "ERA": log_std_era}
-
-    def identity(logits):
-        return logits
-
-    def era_softmax(mode):
-        return lambda logits: era_core.softmax_era(logits, MIN_ENTROPY, mode=mode)
-
-    softmax_heads = {"CE": identity} | {f"ERA {m}": era_softmax(m) for m in SOFTMAX_MODES}
+    softmax_heads = softmax_head_table()
 
     def cross_entropy(logits, labels):
         log_p = jax.nn.log_softmax(logits, axis=-1)
