@@ -219,7 +219,6 @@ def torch_cases(compiled: bool) -> list[Case]:
     import torch
     import torch.nn.functional as F
 
-
     backend = "torch.compile" if compiled else "torch eager"
     # array_api_compat's array_namespace uses functools.lru_cache; Dynamo traces through it and
     # warns once per helper. Harmless here (the namespace of a tensor never changes).
@@ -346,7 +345,6 @@ def torch_cases(compiled: bool) -> list[Case]:
 def jax_cases() -> list[Case]:
     import jax
     import jax.numpy as jnp
-
 
     backend = "JAX jit"
     keys = iter(jax.random.split(jax.random.key(0), 16))
