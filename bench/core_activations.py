@@ -215,6 +215,59 @@ def softmax_head_table():
     return {"CE": lambda logits: logits} | {f"ERA {m}": era_softmax(m) for m in SOFTMAX_MODES}
 
 
+def standard_cases(
+    backend: str,
+    gaussian_heads: dict,
+    *,
+    micro_gaussian,
+    micro_softmax,
+    train_control,
+    train_vision,
+):
+    """The four cases of one backend; each keyword maps a head to one timed call."""
+    softmax_heads = softmax_head_table()
+    gaussian_pairs = [("clip", "ERA"), ("tanh", "ERA")]
+    softmax_pairs = [("CE", f"ERA {m}") for m in SOFTMAX_MODES]
+    specs = [
+        (
+            "micro",
+            "gaussian_log_std",
+            f"{BATCH}×{ACTION_DIM}",
+            micro_gaussian,
+            gaussian_heads,
+            gaussian_pairs,
+        ),
+        (
+            "micro",
+            "softmax_era + CE",
+            f"{BATCH}×{NUM_CLASSES}",
+            micro_softmax,
+            softmax_heads,
+            softmax_pairs,
+        ),
+        (
+            "train step",
+            "control MLP",
+            f"{BATCH}×{CONTROL_OBS_DIM} → 2×{HIDDEN} → 2×{ACTION_DIM}",
+            train_control,
+            gaussian_heads,
+            gaussian_pairs,
+        ),
+        (
+            "train step",
+            "vision MLP",
+            f"{BATCH}×{VISION_FEATURE_DIM} → 2×{HIDDEN} → {NUM_CLASSES}",
+            train_vision,
+            softmax_heads,
+            softmax_pairs,
+        ),
+    ]
+    return [
+        Case(backend, kind, label, shape, {name: call(head) for name, head in heads.items()}, pairs)
+        for kind, label, shape, call, heads, pairs in specs
+    ]
+
+
 def torch_cases(compiled: bool) -> list[Case]:
     import torch
     import torch.nn.functional as F
@@ -233,7 +286,6 @@ def torch_cases(compiled: bool) -> list[Case]:
         return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(pre_std) + 1.0)
 
     gaussian_heads = {"clip": log_std_clip, "tanh": log_std_tanh, "ERA": log_std_era}
-    softmax_heads = softmax_head_table()
 
     def fwd_bwd(loss_fn, *inputs):
         leaf = inputs[0]
@@ -250,30 +302,12 @@ def torch_cases(compiled: bool) -> list[Case]:
     def gaussian_loss(head):
         return maybe_compile(lambda x: torch.exp(head(x)).sum())
 
-    micro_gaussian = Case(
-        backend,
-        "micro",
-        "gaussian_log_std",
-        f"{BATCH}×{ACTION_DIM}",
-        {name: fwd_bwd(gaussian_loss(head), pre_std) for name, head in gaussian_heads.items()},
-        [("clip", "ERA"), ("tanh", "ERA")],
-    )
-
     # Micro: softmax head with cross-entropy.
     logits = (2.0 * torch.randn(BATCH, NUM_CLASSES, generator=gen)).requires_grad_()
     labels = torch.randint(0, NUM_CLASSES, (BATCH,), generator=gen)
 
     def ce_loss(head):
         return maybe_compile(lambda z, y: F.cross_entropy(head(z), y))
-
-    micro_softmax = Case(
-        backend,
-        "micro",
-        "softmax_era + CE",
-        f"{BATCH}×{NUM_CLASSES}",
-        {name: fwd_bwd(ce_loss(head), logits, labels) for name, head in softmax_heads.items()},
-        [("CE", f"ERA {m}") for m in SOFTMAX_MODES],
-    )
 
     # Training steps of a 2 x 512 MLP with Adam.
     def mlp(in_dim, out_dim):
@@ -311,30 +345,20 @@ def torch_cases(compiled: bool) -> list[Case]:
 
         return train_step(model, loss_fn, obs, actions)
 
-    train_control = Case(
-        backend,
-        "train step",
-        "control MLP",
-        f"{BATCH}×{CONTROL_OBS_DIM} → 2×{HIDDEN} → 2×{ACTION_DIM}",
-        {name: control_step(head) for name, head in gaussian_heads.items()},
-        [("clip", "ERA"), ("tanh", "ERA")],
-    )
-
     features = torch.randn(BATCH, VISION_FEATURE_DIM, generator=gen)
 
     def vision_step(head):
         model = mlp(VISION_FEATURE_DIM, NUM_CLASSES)
         return train_step(model, lambda x, y: F.cross_entropy(head(model(x)), y), features, labels)
 
-    train_vision = Case(
+    return standard_cases(
         backend,
-        "train step",
-        "vision MLP",
-        f"{BATCH}×{VISION_FEATURE_DIM} → 2×{HIDDEN} → {NUM_CLASSES}",
-        {name: vision_step(head) for name, head in softmax_heads.items()},
-        [("CE", f"ERA {m}") for m in SOFTMAX_MODES],
+        gaussian_heads,
+        micro_gaussian=lambda head: fwd_bwd(gaussian_loss(head), pre_std),
+        micro_softmax=lambda head: fwd_bwd(ce_loss(head), logits, labels),
+        train_control=control_step,
+        train_vision=vision_step,
     )
-    return [micro_gaussian, micro_softmax, train_control, train_vision]
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,7 +380,6 @@ def jax_cases() -> list[Case]:
         return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(pre_std) + 1.0)
 
     gaussian_heads = {"clip": log_std_clip, "tanh": log_std_tanh, "ERA": log_std_era}
-    softmax_heads = softmax_head_table()
 
     def cross_entropy(logits, labels):
         log_p = jax.nn.log_softmax(logits, axis=-1)
@@ -372,29 +395,11 @@ def jax_cases() -> list[Case]:
     def gaussian_loss(head):
         return lambda x: jnp.sum(jnp.exp(head(x)))
 
-    micro_gaussian = Case(
-        backend,
-        "micro",
-        "gaussian_log_std",
-        f"{BATCH}×{ACTION_DIM}",
-        {name: fwd_bwd(gaussian_loss(head), pre_std) for name, head in gaussian_heads.items()},
-        [("clip", "ERA"), ("tanh", "ERA")],
-    )
-
     logits = 2.0 * jax.random.normal(next(keys), (BATCH, NUM_CLASSES))
     labels = jax.random.randint(next(keys), (BATCH,), 0, NUM_CLASSES)
 
     def ce_loss(head):
         return lambda z, y: cross_entropy(head(z), y)
-
-    micro_softmax = Case(
-        backend,
-        "micro",
-        "softmax_era + CE",
-        f"{BATCH}×{NUM_CLASSES}",
-        {name: fwd_bwd(ce_loss(head), logits, labels) for name, head in softmax_heads.items()},
-        [("CE", f"ERA {m}") for m in SOFTMAX_MODES],
-    )
 
     # Training steps: 2 x 512 MLP, hand-written Adam, whole step under jax.jit.
     def init_mlp(in_dim, out_dim):
@@ -465,15 +470,6 @@ def jax_cases() -> list[Case]:
 
         return train_step(init_mlp(CONTROL_OBS_DIM, 2 * ACTION_DIM), loss_fn, obs, actions)
 
-    train_control = Case(
-        backend,
-        "train step",
-        "control MLP",
-        f"{BATCH}×{CONTROL_OBS_DIM} → 2×{HIDDEN} → 2×{ACTION_DIM}",
-        {name: control_step(head) for name, head in gaussian_heads.items()},
-        [("clip", "ERA"), ("tanh", "ERA")],
-    )
-
     features = jax.random.normal(next(keys), (BATCH, VISION_FEATURE_DIM))
 
     def vision_step(head):
@@ -482,15 +478,14 @@ def jax_cases() -> list[Case]:
 
         return train_step(init_mlp(VISION_FEATURE_DIM, NUM_CLASSES), loss_fn, features, labels)
 
-    train_vision = Case(
+    return standard_cases(
         backend,
-        "train step",
-        "vision MLP",
-        f"{BATCH}×{VISION_FEATURE_DIM} → 2×{HIDDEN} → {NUM_CLASSES}",
-        {name: vision_step(head) for name, head in softmax_heads.items()},
-        [("CE", f"ERA {m}") for m in SOFTMAX_MODES],
+        gaussian_heads,
+        micro_gaussian=lambda head: fwd_bwd(gaussian_loss(head), pre_std),
+        micro_softmax=lambda head: fwd_bwd(ce_loss(head), logits, labels),
+        train_control=control_step,
+        train_vision=vision_step,
     )
-    return [micro_gaussian, micro_softmax, train_control, train_vision]
 
 
 # --------------------------------------------------------------------------------------------
