@@ -71,11 +71,7 @@ def as_float_array(xp, value, like: Array, name: str) -> Array:
         raise TypeError(f"{name} must be a number or a floating-point array, got {value!r}")
     if is_scalar(value):
         return xp.asarray(float(value), dtype=like.dtype, device=array_api_compat.device(like))
-    if not xp.isdtype(value.dtype, "real floating"):
-        value = xp.astype(value, like.dtype, copy=False)
-    elif value.dtype != like.dtype:
-        value = xp.astype(value, like.dtype, copy=False)
-    return value
+    return xp.astype(value, like.dtype, copy=False)
 
 
 def is_scalar(value: Any) -> bool:
