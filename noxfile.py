@@ -24,6 +24,9 @@ PACKAGES = {
     "vision": "era-vision",
     "llm": "era-llm",
 }
+# A domain's app (apps/<domain>, a workspace member depending on its package) is tested in the
+# domain's session: its `test` extra pulls the package's own `test` extra.
+APPS = {"control": "era-control-app", "vision": "era-vision-app", "llm": "era-llm-app"}
 
 
 def sync(session: nox.Session, *args: str) -> None:
@@ -39,18 +42,49 @@ def sync(session: nox.Session, *args: str) -> None:
     )
 
 
-def package_tests(session: nox.Session, domain: str) -> None:
+def package_tests(session: nox.Session, domain: str, *, extras: tuple[str, ...] = ()) -> None:
     package = PACKAGES[domain]
-    sync(session, "--package", package, "--extra", "test")
+    app = APPS.get(domain)
+    extra_args = [arg for extra in ("test", *extras) for arg in ("--extra", extra)]
+    sync(session, "--package", app or package, *extra_args)
+    before_tests(session, domain)
     session.run(
         "pytest",
         f"packages/{package}",
+        *([f"apps/{domain}"] if app else []),
         "--doctest-modules",
         "-p",
         "no:cacheprovider",
         *session.posargs,
         env={"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
     )
+
+
+SHARED_WHEELS = Path(__file__).resolve().parent.parent / "shared" / "wheels"
+
+
+def before_tests(session: nox.Session, domain: str) -> None:
+    """Domain-specific installs that uv.lock cannot hold (wheels that are not on PyPI).
+
+    HumanoidBench is not on PyPI: when `../shared/wheels/` holds its wheel, the control session
+    installs it (its dependencies are already in the lock) so the `hb/` adapter is tested for
+    real; otherwise that test skips and says why.
+    """
+    if domain == "control":
+        wheels = sorted(SHARED_WHEELS.glob("humanoid_bench-*.whl"))
+        if wheels:
+            session.run_install(
+                "uv",
+                "pip",
+                "install",
+                "--python",
+                session.virtualenv.location,
+                "--no-deps",
+                str(wheels[-1]),
+                external=True,
+            )
+        else:
+            session.log(f"no HumanoidBench wheel under {SHARED_WHEELS}: its adapter test skips")
 
 
 @nox.session
@@ -92,14 +126,32 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
 
 
+BENCH_ENVIRONMENTS = {
+    # domain -> (package to sync, extras, dependency groups of that package)
+    "core": ("era-core", ("test",), ()),
+    "control": ("era-control-app", (), ("bench",)),
+    "vision": ("era-vision-app", (), ()),
+    "llm": ("era-llm-app", (), ()),
+}
+
+
 @nox.session
-def bench(session: nox.Session) -> None:
+@nox.parametrize("domain", list(BENCH_ENVIRONMENTS))
+def bench(session: nox.Session, domain: str) -> None:
     """Benchmarks under bench/ (not part of `uv run nox`); each prints a Markdown table.
 
-    Arguments after `--` go to every script, e.g.
-    `uv run nox -s bench -- --write-docs docs/benchmarks.md` rewrites their sections there,
-    `uv run nox -s bench -- --quick` gives a short run.
+    `uv run nox -s bench` runs every domain's scripts (`bench/<domain>_*.py`), each domain in its
+    own environment; `uv run nox -s "bench(domain='vision')"` runs one domain. Arguments after
+    `--` go to every script, e.g. `uv run nox -s bench -- --write-docs docs/benchmarks.md`
+    rewrites their sections there, `uv run nox -s bench -- --quick` gives a short run.
     """
-    sync(session, "--package", "era-core", "--extra", "test")
-    for script in sorted(Path("bench").glob("core_*.py")):
+    package, extras, groups = BENCH_ENVIRONMENTS[domain]
+    args = ["--package", package]
+    args += [arg for extra in extras for arg in ("--extra", extra)]
+    args += [arg for group in groups for arg in ("--group", group)]
+    sync(session, *args)
+    scripts = sorted(Path("bench").glob(f"{domain}_*.py"))
+    if not scripts:
+        session.skip(f"no bench/{domain}_*.py yet")
+    for script in scripts:
         session.run("python", str(script), *session.posargs)
