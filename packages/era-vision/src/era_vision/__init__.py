@@ -4,8 +4,19 @@
 are ERA logits; ``wrap(model, min_entropy)`` does the same to an existing timm model.
 """
 
+from . import metrics
 from ._head import ERAConfig, create_model, era_config, era_logits, unwrap, wrap
+from .metrics import ClassificationMetrics
 
 __version__ = "0.1.0"
 
-__all__ = ["ERAConfig", "create_model", "era_config", "era_logits", "unwrap", "wrap"]
+__all__ = [
+    "ClassificationMetrics",
+    "ERAConfig",
+    "create_model",
+    "era_config",
+    "era_logits",
+    "metrics",
+    "unwrap",
+    "wrap",
+]
