@@ -13,6 +13,7 @@ MODELS = {
     "resnet18": {},
     "vit_tiny_patch16_224": {"img_size": 32},
     "convnext_atto": {},
+    "efficientnet_b0": {},
 }
 MIN_ENTROPY = 0.6
 

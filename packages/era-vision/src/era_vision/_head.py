@@ -154,6 +154,10 @@ def create_model(
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown timm model name {name!r}{hint}")
     model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **timm_kwargs)
+    if timm_kwargs.get("features_only"):
+        # timm's feature-map extractor has no classifier, so there is no head to floor: it is
+        # returned exactly as timm builds it (as ``reset_classifier(0)`` returns features).
+        return model
     return wrap(model, min_entropy, tau=tau, mode=mode)
 
 
