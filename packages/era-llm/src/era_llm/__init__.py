@@ -1,3 +1,13 @@
-"""era_llm — see packages/era-llm/README.md. Content arrives with its own issue."""
+"""era_llm: adaptive ERA for LLM reinforcement learning (ERA-SPEC §3).
+
+* `era_llm.ops`: chunked per-token log-probs and entropies under a per-response logit scale.
+* `era_llm.era`: the ERA band, per-response scales and logged statistics.
+* `era_llm.losses`: GRPO, GSPO, clip-higher, KL-Cov, Clip-Cov and forking-token policy losses.
+* `era_llm.integrations.trl` / `era_llm.integrations.verl`: ERA inside TRL and verl.
+"""
+
+from era_llm.ops import TokenStats, token_logprobs, token_logprobs_from_hidden
 
 __version__ = "0.1.0"
+
+__all__ = ["TokenStats", "__version__", "token_logprobs", "token_logprobs_from_hidden"]

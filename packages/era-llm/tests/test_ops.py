@@ -1,0 +1,233 @@
+"""era_llm.ops against a naive float64 reference: full log-softmax of the scaled logits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from era_llm.ops import token_logprobs, token_logprobs_from_hidden
+
+
+def reference(logits, labels, scale=None, topk=None, mask=None):
+    """float64, whole tensor at once, one response at a time (the naive path)."""
+    z = logits.double()
+    batch, seq, _ = z.shape
+    c = torch.ones(batch, dtype=torch.float64) if scale is None else torch.as_tensor(scale)
+    c = c.double().expand(batch)
+    mask = torch.ones(batch, seq, dtype=torch.bool) if mask is None else mask.bool()
+    lab = torch.where(mask, labels, 0)
+    logp, ent, sent = [], [], []
+    for b in range(batch):
+        zs = z[b] * c[b]
+        if topk is not None:
+            keep = torch.zeros_like(zs, dtype=torch.bool)
+            keep.scatter_(1, torch.topk(z[b], topk, dim=1).indices, True)
+            filt = torch.where(keep, zs, -math.inf)
+            sp = torch.softmax(filt, 1)
+            sent.append(-(sp * torch.where(keep, torch.log_softmax(filt, 1), 0.0)).sum(1))
+            keep.scatter_(1, lab[b][:, None], True)  # the label joins the candidates
+            zs = torch.where(keep, zs, -math.inf)
+        lp = torch.log_softmax(zs, 1)
+        logp.append(lp.gather(1, lab[b][:, None])[:, 0])
+        if topk is None:
+            sent.append(-(lp.exp() * lp).sum(1))
+        p0 = torch.log_softmax(z[b], 1)
+        ent.append(-(p0.exp() * p0).sum(1))
+    zero = torch.zeros((), dtype=torch.float64)
+    return tuple(torch.where(mask, torch.stack(t), zero) for t in (logp, ent, sent))
+
+
+def padded_mask(batch, seq, gen):
+    """Left padding, right padding, an interior hole and one empty response."""
+    mask = torch.ones(batch, seq, dtype=torch.bool)
+    for b in range(batch):
+        lo = int(torch.randint(0, seq // 3 + 1, (), generator=gen))
+        hi = int(torch.randint(max(lo + 1, seq // 2), seq + 1, (), generator=gen))
+        mask[b, :lo] = False
+        mask[b, hi:] = False
+    mask[0, (mask[0].nonzero()[0, 0] + 1).item() :][:1] = False  # hole
+    if batch > 2:
+        mask[-1] = False
+    return mask
+
+
+SCALES = {
+    "none": None,
+    "float": 0.7,
+    "era": torch.tensor([2.0, 1.0, 0.5, 2.0]),
+    "random": torch.tensor([1.3, 0.25, 3.0, 1.0]),
+    "ones": torch.ones(4),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("scale", list(SCALES))
+@pytest.mark.parametrize("topk", [None, 3])
+@pytest.mark.parametrize("chunk_size", [None, 2, 5])
+@pytest.mark.parametrize("sliced", [False, True])
+def test_logits_match_reference(dtype, scale, topk, chunk_size, sliced):
+    gen = torch.Generator().manual_seed(0)
+    batch, seq, vocab = 4, 9, 37
+    full = (3 * torch.randn(batch, seq + 1, vocab, generator=gen)).to(dtype)
+    logits = full[:, :-1] if sliced else full[:, :seq].contiguous()
+    labels = torch.randint(0, vocab, (batch, seq), generator=gen)
+    mask = padded_mask(batch, seq, gen)
+    labels = torch.where(mask, labels, -100)  # ignored positions may hold anything
+    leaf = logits.detach().requires_grad_(True)
+    out = token_logprobs(
+        leaf,
+        labels,
+        scale=SCALES[scale],
+        topk=topk,
+        mask=mask,
+        chunk_size=chunk_size,
+        return_scaled_entropy=True,
+    )
+    ref_leaf = logits.detach().double().requires_grad_(True)
+    ref = reference(ref_leaf, labels, SCALES[scale], topk, mask)
+    assert out.logprobs.dtype == out.entropy.dtype == torch.float32
+    for got, want in zip((out.logprobs, out.entropy, out.scaled_entropy), ref, strict=True):
+        torch.testing.assert_close(got.double(), want.detach(), atol=1e-4, rtol=1e-5)
+    assert not out.entropy.requires_grad and not out.scaled_entropy.requires_grad
+    weights = torch.randn(batch, seq, generator=gen)
+    (out.logprobs * weights).sum().backward()
+    (ref[0] * weights.double()).sum().backward()
+    assert leaf.grad.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(leaf.grad.double(), ref_leaf.grad, atol=tol, rtol=tol)
+    assert torch.all(leaf.grad[~mask] == 0)
+
+
+def test_from_hidden_matches_reference_with_gradients():
+    gen = torch.Generator().manual_seed(1)
+    batch, seq, dim, vocab = 4, 7, 16, 53
+    hidden = torch.randn(batch, seq, dim, generator=gen, requires_grad=True)
+    weight = torch.randn(vocab, dim, generator=gen, requires_grad=True)
+    bias = torch.randn(vocab, generator=gen, requires_grad=True)
+    labels = torch.randint(0, vocab, (batch, seq), generator=gen)
+    mask = padded_mask(batch, seq, gen)
+    scale = torch.tensor([2.0, 1.0, 0.5, 1.0])
+    for topk in (None, 5):
+        out = token_logprobs_from_hidden(
+            hidden, weight, labels, bias=bias, scale=scale, mask=mask, topk=topk, chunk_size=3
+        )
+        params = [p.detach().double().requires_grad_(True) for p in (hidden, weight, bias)]
+        logits = params[0] @ params[1].T + params[2]
+        ref = reference(logits, labels, scale, topk, mask)
+        torch.testing.assert_close(out.logprobs.double(), ref[0].detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.entropy.double(), ref[1], atol=1e-5, rtol=1e-5)
+        w = torch.randn(batch, seq, generator=gen)
+        grads = torch.autograd.grad((out.logprobs * w).sum(), (hidden, weight, bias))
+        want = torch.autograd.grad((ref[0] * w.double()).sum(), params)
+        for g, r in zip(grads, want, strict=True):
+            torch.testing.assert_close(g.double(), r, atol=1e-4, rtol=1e-4)
+
+
+def test_from_hidden_bf16_matches_logits_path():
+    gen = torch.Generator().manual_seed(2)
+    hidden = torch.randn(2, 6, 32, generator=gen).bfloat16()
+    weight = torch.randn(300, 32, generator=gen).bfloat16()
+    labels = torch.randint(0, 300, (2, 6), generator=gen)
+    a = token_logprobs_from_hidden(hidden, weight, labels, scale=torch.tensor([0.5, 2.0]))
+    b = token_logprobs(hidden @ weight.T, labels, scale=torch.tensor([0.5, 2.0]))
+    torch.testing.assert_close(a.logprobs, b.logprobs)
+    torch.testing.assert_close(a.entropy, b.entropy)
+
+
+def test_vocabulary_152k_bf16():
+    gen = torch.Generator().manual_seed(3)
+    vocab = 152_064
+    logits = (4 * torch.randn(2, 3, vocab, generator=gen)).bfloat16().requires_grad_(True)
+    labels = torch.randint(0, vocab, (2, 3), generator=gen)
+    labels[0, 0] = vocab - 1
+    scale = torch.tensor([2.0, 0.5])
+    out = token_logprobs(logits, labels, scale=scale)
+    ref_leaf = logits.detach().double().requires_grad_(True)
+    ref = reference(ref_leaf, labels, scale)
+    torch.testing.assert_close(out.logprobs.double(), ref[0].detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.entropy.double(), ref[1], atol=1e-5, rtol=1e-5)
+    out.logprobs.sum().backward()
+    ref[0].sum().backward()
+    torch.testing.assert_close(logits.grad.double(), ref_leaf.grad, atol=1e-2, rtol=1e-2)
+
+
+def test_topk_keeps_only_k_largest_and_label_outside_is_finite():
+    logits = torch.tensor([[[5.0, 4.0, 0.0, -1.0]]])
+    # label 1 is in the top 2: renormalised over {5, 4}
+    inside = token_logprobs(logits, torch.tensor([[1]]), topk=2).logprobs
+    assert inside.item() == pytest.approx(4 - math.log(math.exp(5) + math.exp(4)), abs=1e-6)
+    # label 3 is outside: renormalised over {5, 4, -1}
+    outside = token_logprobs(logits, torch.tensor([[3]]), topk=2).logprobs
+    want = -1 - math.log(math.exp(5) + math.exp(4) + math.exp(-1))
+    assert outside.item() == pytest.approx(want, abs=1e-6)
+
+
+def test_extreme_logits_stay_finite():
+    logits = torch.tensor([[[1e4, -1e4, 0.0], [-3e4, 3e4, 3e4]]], requires_grad=True)
+    labels = torch.tensor([[1, 0]])
+    out = token_logprobs(logits, labels, scale=torch.tensor([2.0]))
+    assert torch.isfinite(out.logprobs).all() and torch.isfinite(out.entropy).all()
+    assert out.entropy[0, 1].item() == pytest.approx(math.log(2), abs=1e-6)
+    out.logprobs.sum().backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=st.integers(1, 4),
+    seq=st.integers(1, 6),
+    vocab=st.integers(2, 40),
+    chunk=st.integers(1, 8),
+    scales=st.lists(st.sampled_from([0.5, 1.0, 2.0, 0.3, 4.0]), min_size=4, max_size=4),
+    topk=st.one_of(st.none(), st.integers(1, 5)),
+    seed=st.integers(0, 2**16),
+)
+def test_property_matches_reference(batch, seq, vocab, chunk, scales, topk, seed):
+    gen = torch.Generator().manual_seed(seed)
+    logits = 5 * torch.randn(batch, seq, vocab, generator=gen)
+    labels = torch.randint(0, vocab, (batch, seq), generator=gen)
+    mask = torch.rand(batch, seq, generator=gen) < 0.7
+    scale = torch.tensor(scales[:batch])
+    topk = None if topk is None else min(topk, vocab)
+    out = token_logprobs(logits, labels, scale=scale, topk=topk, mask=mask, chunk_size=chunk)
+    ref = reference(logits, labels, scale, topk, mask)
+    torch.testing.assert_close(out.logprobs.double(), ref[0], atol=5e-5, rtol=5e-5)
+    torch.testing.assert_close(out.entropy.double(), ref[1], atol=5e-5, rtol=5e-5)
+
+
+def test_no_entropy_requested():
+    logits = torch.randn(2, 3, 10)
+    labels = torch.randint(0, 10, (2, 3))
+    for scale in (None, torch.tensor([2.0, 0.7])):
+        out = token_logprobs(logits, labels, scale=scale, return_entropy=False)
+        assert out.entropy is None and out.scaled_entropy is None
+        ref = reference(logits, labels, scale)
+        torch.testing.assert_close(out.logprobs.double(), ref[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scale": 0.0}, "scale must be finite and > 0"),
+        ({"scale": torch.tensor([1.0, -2.0])}, "scale must be finite and > 0"),
+        ({"scale": torch.ones(3)}, "scale must be a float or have shape"),
+        ({"topk": 0}, "topk must be an int"),
+        ({"topk": 11}, "topk must be an int"),
+        ({"chunk_size": 0}, "chunk_size must be a positive int"),
+        ({"mask": torch.ones(2, 4)}, "mask must have shape"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        token_logprobs(torch.randn(2, 3, 10), torch.zeros(2, 3, dtype=torch.long), **kwargs)
+
+
+def test_bad_labels():
+    with pytest.raises(ValueError, match=r"labels at masked-in positions must be in \[0, 10\)"):
+        token_logprobs(torch.randn(1, 2, 10), torch.tensor([[3, 10]]))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        token_logprobs(torch.randn(1, 2, 10), torch.tensor([3, 1]))
