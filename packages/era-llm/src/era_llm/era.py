@@ -1,0 +1,215 @@
+r"""Adaptive ERA for GRPO: per-response logit scales from the entropy band (ERA-SPEC §3, Eq. 16-17).
+
+For response ``i`` with token entropies :math:`H_{i,t}` of the **unmodified** policy:
+
+.. math::
+
+    \bar H_i = \text{mean of the top } \lfloor 0.2\,n_i \rfloor \text{ (at least 1) of } H_{i,t},
+    \qquad
+    c_i = \begin{cases} k & \bar H_i < \omega_{low},\ A_i > 0\\
+                        1/k & \bar H_i > \omega_{high},\ A_i > 0\\
+                        1 & \text{otherwise}\end{cases},
+    \qquad A'_i = A_i / c_i \text{ (optional)}
+
+The update then uses :math:`\log\pi'(a) = \log\mathrm{softmax}(c_i z)[a]` for every token of
+response ``i`` (old log-probs recomputed the same way): see :func:`era_llm.ops.token_logprobs`
+with ``scale=res.scale``. The arithmetic comes from ``era_core`` (`response_entropy`,
+`logit_scale`, `scale_advantages`); this module adds the configuration and the statistics the
+paper logs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+import era_core
+
+__all__ = ["ERAConfig", "ERAResult", "entropy_split", "era_scales"]
+
+
+@dataclass(frozen=True)
+class ERAConfig:
+    """ERA's hyper-parameters; defaults are the paper's (ERA-SPEC §3).
+
+    Attributes:
+      low, high: the response-entropy band :math:`[\\omega_{low}, \\omega_{high}]` (nats),
+        ``0 <= low < high``.
+      k: the logit factor, ``k > 1`` (scales are ``k``, ``1`` or ``1/k``).
+      topk_fraction: share of each response's highest token entropies averaged into its
+        statistic, in ``(0, 1]`` (the paper: 0.2).
+      adv_scale: divide advantages by the scale (Eq. 17; off in the paper).
+      logit_topk: keep only this many largest logits when computing the update's log-probs
+        (the paper's first stage uses 20), or ``None`` for the full softmax.
+    """
+
+    low: float = 0.45
+    high: float = 3.0
+    k: float = 2.0
+    topk_fraction: float = 0.2
+    adv_scale: bool = False
+    logit_topk: int | None = None
+
+    def __post_init__(self):
+        for name in ("low", "high", "k", "topk_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"ERAConfig.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"ERAConfig.{name} must be finite, got {value}")
+        if self.low < 0:
+            raise ValueError(f"ERAConfig.low must be >= 0 (an entropy), got {self.low}")
+        if not self.low < self.high:
+            raise ValueError(f"ERAConfig needs low < high, got low={self.low}, high={self.high}")
+        if not self.k > 1:
+            raise ValueError(f"ERAConfig.k must be > 1, got {self.k}")
+        if not 0 < self.topk_fraction <= 1:
+            raise ValueError(f"ERAConfig.topk_fraction must be in (0, 1], got {self.topk_fraction}")
+        if not isinstance(self.adv_scale, bool):
+            raise ValueError(f"ERAConfig.adv_scale must be a bool, got {self.adv_scale!r}")
+        lt = self.logit_topk
+        if lt is not None and (isinstance(lt, bool) or not isinstance(lt, int) or lt < 1):
+            raise ValueError(f"ERAConfig.logit_topk must be None or an int >= 1, got {lt!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ERAResult:
+    """Output of :func:`era_scales`.
+
+    Attributes:
+      scale: ``[B]`` float32 factors :math:`c_i \\in \\{k, 1, 1/k\\}`.
+      advantages: ``[B]`` advantages, divided by ``scale`` when ``adv_scale`` is on.
+      response_entropy: ``[B]`` the banded statistic :math:`\\bar H_i`.
+      stats: floats for logging: ``frac_below``, ``frac_inside``, ``frac_above`` (shares of
+        responses with at least one token), ``top_entropy_mean`` / ``rest_entropy_mean`` (token
+        means over the top-20 % and the other 80 % of each response's tokens),
+        ``response_entropy_mean``, ``token_entropy_mean``, ``scale_mean``, ``frac_sharpen``,
+        ``frac_flatten``.
+    """
+
+    scale: torch.Tensor
+    advantages: torch.Tensor
+    response_entropy: torch.Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def entropy_split(
+    token_entropy: torch.Tensor, mask: torch.Tensor, frac: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per response: (sum, count) of its top-``frac`` token entropies and of the rest.
+
+    The top set of response ``i`` is its ``max(1, floor(frac * n_i))`` largest entropies, as in
+    :func:`era_core.response_entropy`. Returns four ``[B]`` float32 tensors
+    ``(top_sum, top_count, rest_sum, rest_count)``.
+    """
+    valid = mask.bool()
+    ent = token_entropy.detach().float()
+    ranked = torch.sort(torch.where(valid, ent, -math.inf), dim=1, descending=True).values
+    count = valid.sum(1).float()
+    k = torch.clamp(torch.floor(frac * count), min=1.0)
+    pos = torch.arange(ent.shape[1], device=ent.device, dtype=torch.float32)
+    take = (pos[None] < k[:, None]) & (pos[None] < count[:, None])
+    top_sum = torch.where(take, ranked, 0.0).sum(1)
+    top_count = take.sum(1).float()
+    rest_sum = torch.where(valid, ent, 0.0).sum(1) - top_sum
+    return top_sum, top_count, rest_sum, count - top_count
+
+
+def era_scales(
+    token_entropy: torch.Tensor,
+    mask: torch.Tensor,
+    advantages: torch.Tensor,
+    cfg: ERAConfig | None = None,
+) -> ERAResult:
+    """Per-response ERA scales, adjusted advantages and the band statistics (ERA-SPEC §3).
+
+    Args:
+      token_entropy: ``[B, T]`` entropies of the unmodified policy (e.g. ``token_logprobs(...)
+        .entropy``; detached here).
+      mask: ``[B, T]`` response mask (prompt and padding 0).
+      advantages: ``[B]`` response advantages, or ``[B, T]`` token advantages that are constant
+        over each response (GRPO's): the value at the response's first masked token is used.
+      cfg: :class:`ERAConfig` (defaults: the paper's).
+
+    Returns:
+      :class:`ERAResult`. ``advantages`` keeps the input's shape.
+
+    Example:
+      >>> import torch
+      >>> ent = torch.tensor([[0.1, 0.2, 0.1, 0.0, 0.1], [5.0, 4.0, 1.0, 0.0, 0.0]])
+      >>> res = era_scales(ent, torch.ones(2, 5), torch.tensor([1.0, 1.0]))
+      >>> res.scale.tolist(), res.stats["frac_below"], res.stats["frac_above"]
+      ([2.0, 0.5], 0.5, 0.5)
+    """
+    cfg = ERAConfig() if cfg is None else cfg
+    if token_entropy.ndim != 2 or mask.shape != token_entropy.shape:
+        raise ValueError(
+            "token_entropy and mask must both have shape (B, T), got "
+            f"{tuple(token_entropy.shape)} and {tuple(mask.shape)}"
+        )
+    batch = token_entropy.shape[0]
+    valid = mask.bool()
+    if advantages.shape == token_entropy.shape:
+        first = torch.argmax(valid.to(torch.int8), dim=1)
+        adv_resp = advantages.gather(1, first[:, None])[:, 0]
+    elif advantages.shape == (batch,):
+        adv_resp = advantages
+    else:
+        raise ValueError(
+            f"advantages must have shape ({batch},) or {tuple(token_entropy.shape)}, "
+            f"got {tuple(advantages.shape)}"
+        )
+    ent = token_entropy.detach().float()
+    h = era_core.response_entropy(ent, valid, frac=cfg.topk_fraction)
+    scale = era_core.logit_scale(
+        h, adv_resp.detach().float(), low=cfg.low, high=cfg.high, k=cfg.k
+    ).float()
+    scale = torch.where(valid.any(1), scale, 1.0)  # a response without tokens keeps c = 1
+    if cfg.adv_scale:
+        shaped = scale if advantages.ndim == 1 else scale[:, None].expand(advantages.shape)
+        new_adv = era_core.scale_advantages(advantages, shaped.to(advantages.dtype))
+    else:
+        new_adv = advantages
+    return ERAResult(scale, new_adv, h, _stats(ent, valid, h, scale, cfg))
+
+
+def _stats(ent, valid, h, scale, cfg) -> dict[str, float]:
+    has = valid.any(1)
+    n_resp = max(1, int(has.sum()))
+    top_sum, top_cnt, rest_sum, rest_cnt = entropy_split(ent, valid, cfg.topk_fraction)
+    below = has & (h < cfg.low)
+    above = has & (h > cfg.high)
+    inside = has & ~below & ~above
+    n_tok = max(1.0, float(valid.sum()))
+    values = torch.stack(
+        [
+            below.sum() / n_resp,
+            inside.sum() / n_resp,
+            above.sum() / n_resp,
+            top_sum.sum() / top_cnt.sum().clamp(min=1),
+            rest_sum.sum() / rest_cnt.sum().clamp(min=1),
+            torch.where(has, h, 0.0).sum() / n_resp,
+            torch.where(valid, ent, 0.0).sum() / n_tok,
+            torch.where(has, scale, 0.0).sum() / n_resp,
+            (has & (scale > 1)).sum() / n_resp,
+            (has & (scale < 1)).sum() / n_resp,
+        ]
+    ).tolist()
+    names = (
+        "frac_below",
+        "frac_inside",
+        "frac_above",
+        "top_entropy_mean",
+        "rest_entropy_mean",
+        "response_entropy_mean",
+        "token_entropy_mean",
+        "scale_mean",
+        "frac_sharpen",
+        "frac_flatten",
+    )
+    return dict(zip(names, values, strict=True))
