@@ -6,8 +6,20 @@
 * `era_llm.integrations.trl` / `era_llm.integrations.verl`: ERA inside TRL and verl.
 """
 
+from era_llm.era import ERAConfig, ERAResult, era_scales
+from era_llm.losses import LOSS_NAMES, policy_loss
 from era_llm.ops import TokenStats, token_logprobs, token_logprobs_from_hidden
 
 __version__ = "0.1.0"
 
-__all__ = ["TokenStats", "__version__", "token_logprobs", "token_logprobs_from_hidden"]
+__all__ = [
+    "LOSS_NAMES",
+    "ERAConfig",
+    "ERAResult",
+    "TokenStats",
+    "__version__",
+    "era_scales",
+    "policy_loss",
+    "token_logprobs",
+    "token_logprobs_from_hidden",
+]
