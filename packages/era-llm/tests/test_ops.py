@@ -231,3 +231,27 @@ def test_bad_labels():
         token_logprobs(torch.randn(1, 2, 10), torch.tensor([[3, 10]]))
     with pytest.raises(ValueError, match="labels must have shape"):
         token_logprobs(torch.randn(1, 2, 10), torch.tensor([3, 1]))
+
+
+@pytest.mark.parametrize("topk", [None, 4])
+def test_temperature_divides_before_the_scale(topk):
+    gen = torch.Generator().manual_seed(9)
+    hidden = torch.randn(3, 5, 8, generator=gen, requires_grad=True)
+    weight = torch.randn(40, 8, generator=gen)
+    labels = torch.randint(0, 40, (3, 5), generator=gen)
+    scale = torch.tensor([2.0, 1.0, 0.5])
+    logits = (hidden @ weight.T).detach().requires_grad_(True)
+    a = token_logprobs(logits, labels, scale=scale, topk=topk, temperature=0.6)
+    b = token_logprobs_from_hidden(hidden, weight, labels, scale=scale, topk=topk, temperature=0.6)
+    ref_leaf = logits.detach().double().requires_grad_(True)
+    ref = reference(ref_leaf / 0.6, labels, scale, topk)
+    for out in (a, b):
+        torch.testing.assert_close(out.logprobs.double(), ref[0].detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.entropy.double(), ref[1], atol=1e-5, rtol=1e-5)
+    a.logprobs.sum().backward()
+    ref[0].sum().backward()
+    torch.testing.assert_close(logits.grad.double(), ref_leaf.grad, atol=1e-5, rtol=1e-5)
+    gh = torch.autograd.grad(b.logprobs.sum(), hidden)[0]
+    torch.testing.assert_close(gh, logits.grad @ weight, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+        token_logprobs(logits, labels, temperature=0.0)

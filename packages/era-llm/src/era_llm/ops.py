@@ -149,6 +149,16 @@ class _Rows:
 # the per-chunk math (float32 rows [n, V])
 
 
+def _load(src: torch.Tensor, inv_t: float) -> tuple[torch.Tensor, bool]:
+    """float32 rows divided by the temperature, and whether they are a private copy."""
+    x = src.float()
+    owned = x.data_ptr() != src.data_ptr()
+    if inv_t != 1.0:
+        x = x.mul_(inv_t) if owned else x * inv_t
+        owned = True
+    return x, owned
+
+
 def _dot_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise dot products, with torch's pairwise summation (a batched matmul accumulates
     naively: 2e-4 relative error over 152k terms in float32)."""
@@ -301,6 +311,13 @@ def _prepare(shape, labels, scale, topk, mask, chunk_size, device, vocab):
     return labels.reshape(-1), mask_b, scales, scale_rows, topk, chunk_size
 
 
+def _temperature(temperature) -> float:
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    return t
+
+
 def _chunk_scale(c: _Chunk, scale_rows, seq):
     if c.scale is not None:
         return c.scale
@@ -310,7 +327,7 @@ def _chunk_scale(c: _Chunk, scale_rows, seq):
 
 class _LogitsFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, labels, mask_b, plan, scale_rows, topk, want_ent, want_sent):
+    def forward(ctx, logits, labels, mask_b, plan, scale_rows, topk, inv_t, want_ent, want_sent):
         batch, seq, _ = logits.shape
         n = batch * seq
         dev = logits.device
@@ -322,7 +339,7 @@ class _LogitsFn(torch.autograd.Function):
         rows = _Rows(logits, plan.flat)
         for c in plan.chunks:
             o0, o1 = c.out_range(seq)
-            x = rows.get(c).float()
+            x, _ = _load(rows.get(c), inv_t)
             s = _chunk_scale(c, scale_rows, seq)
             lp, en, se, ls, ti = _chunk_forward(x, labels[o0:o1], s, topk, want_ent, want_sent)
             logp[o0:o1] = lp
@@ -336,7 +353,7 @@ class _LogitsFn(torch.autograd.Function):
         m = mask_b.reshape(-1)
         logp = torch.where(m, logp, 0.0)
         ctx.save_for_backward(logits, labels, m, lse, scale_rows, topidx)
-        ctx.plan, ctx.topk = plan, topk
+        ctx.plan, ctx.inv_t = plan, inv_t
         outs = [logp.view(batch, seq)]
         for t in (ent, sent):
             outs.append(torch.where(m, t, 0.0).view(batch, seq) if t is not None else None)
@@ -348,21 +365,19 @@ class _LogitsFn(torch.autograd.Function):
         logits, labels, m, lse, scale_rows, topidx = ctx.saved_tensors
         plan = ctx.plan
         if g_logp is None or not ctx.needs_input_grad[0]:
-            return (None,) * 8
+            return (None,) * 9
         seq = logits.shape[1]
-        g = torch.where(m, g_logp.reshape(-1).float(), 0.0)
+        g = torch.where(m, g_logp.reshape(-1).float(), 0.0) * ctx.inv_t
         grad = torch.zeros_like(logits)
         rows = _Rows(logits, plan.flat)
         grows = _Rows(grad, plan.flat)
         for c in plan.chunks:
             o0, o1 = c.out_range(seq)
-            src = rows.get(c)
-            x = src.float()
-            owned = x.data_ptr() != src.data_ptr()
+            x, owned = _load(rows.get(c), ctx.inv_t)
             s = _chunk_scale(c, scale_rows, seq)
             ti = topidx[o0:o1] if topidx is not None else None
             grows.get(c).copy_(_chunk_grad(x, labels[o0:o1], s, lse[o0:o1], ti, g[o0:o1], owned))
-        return grad, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None, None
 
 
 @dataclass(frozen=True)
@@ -384,6 +399,7 @@ def token_logprobs(
     topk: int | None = None,
     mask: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    temperature: float = 1.0,
     return_entropy: bool = True,
     return_scaled_entropy: bool = False,
 ) -> TokenStats:
@@ -400,6 +416,10 @@ def token_logprobs(
         docstring for labels outside them); ``None`` for the full softmax.
       mask: ``[B, T]`` bool/0-1 response mask; ``None`` means every position.
       chunk_size: rows per chunk (default :func:`default_chunk_size`: ~4M values).
+      temperature: the sampling temperature :math:`\tau`: every logit is first divided by it
+        (frameworks score the policy they sample from, ``softmax(z / tau)``); ``scale`` then
+        multiplies, so the log-probs are those of ``softmax(scale * z / tau)`` and ``entropy``
+        is that of ``softmax(z / tau)``, the sampling policy.
       return_entropy: also return the unscaled full-softmax entropy (ERA's statistic).
       return_scaled_entropy: also return the entropy of the scaled (filtered) distribution.
 
@@ -425,7 +445,15 @@ def token_logprobs(
     )
     plan = _make_plan(logits, mask_b, scales, chunk)
     logp, ent, sent = _LogitsFn.apply(
-        logits, labels_f, mask_b, plan, scale_rows, topk, return_entropy, return_scaled_entropy
+        logits,
+        labels_f,
+        mask_b,
+        plan,
+        scale_rows,
+        topk,
+        1.0 / _temperature(temperature),
+        return_entropy,
+        return_scaled_entropy,
     )
     return TokenStats(logp, ent, sent)
 
@@ -437,7 +465,18 @@ def token_logprobs(
 class _HiddenFn(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx, hidden, weight, bias, labels, mask_b, plan, scale_rows, topk, want_ent, want_sent
+        ctx,
+        hidden,
+        weight,
+        bias,
+        labels,
+        mask_b,
+        plan,
+        scale_rows,
+        topk,
+        inv_t,
+        want_ent,
+        want_sent,
     ):
         batch, seq, _ = hidden.shape
         n = batch * seq
@@ -450,7 +489,7 @@ class _HiddenFn(torch.autograd.Function):
         rows = _Rows(hidden, plan.flat)
         for c in plan.chunks:
             o0, o1 = c.out_range(seq)
-            x = _project(rows.get(c), weight, bias)
+            x, _ = _load(_project(rows.get(c), weight, bias), inv_t)
             s = _chunk_scale(c, scale_rows, seq)
             lp, en, se, ls, ti = _chunk_forward(x, labels[o0:o1], s, topk, want_ent, want_sent)
             logp[o0:o1] = lp
@@ -464,7 +503,7 @@ class _HiddenFn(torch.autograd.Function):
         m = mask_b.reshape(-1)
         logp = torch.where(m, logp, 0.0)
         ctx.save_for_backward(hidden, weight, bias, labels, m, lse, scale_rows, topidx)
-        ctx.plan, ctx.has_bias = plan, bias is not None
+        ctx.plan, ctx.has_bias, ctx.inv_t = plan, bias is not None, inv_t
         outs = [logp.view(batch, seq)]
         for t in (ent, sent):
             outs.append(torch.where(m, t, 0.0).view(batch, seq) if t is not None else None)
@@ -475,11 +514,11 @@ class _HiddenFn(torch.autograd.Function):
     def backward(ctx, g_logp, _g_ent, _g_sent):
         hidden, weight, bias, labels, m, lse, scale_rows, topidx = ctx.saved_tensors
         plan = ctx.plan
-        none = (None,) * 7
+        none = (None,) * 8
         if g_logp is None:
             return (None, None, None, *none)
         seq = hidden.shape[1]
-        g = torch.where(m, g_logp.reshape(-1).float(), 0.0)
+        g = torch.where(m, g_logp.reshape(-1).float(), 0.0) * ctx.inv_t
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_h = torch.zeros_like(hidden) if need_h else None
         grad_w = (
@@ -495,7 +534,7 @@ class _HiddenFn(torch.autograd.Function):
         for c in plan.chunks:
             o0, o1 = c.out_range(seq)
             h = rows.get(c)
-            x = _project(h, weight, bias)
+            x, _ = _load(_project(h, weight, bias), ctx.inv_t)
             s = _chunk_scale(c, scale_rows, seq)
             ti = topidx[o0:o1] if topidx is not None else None
             dz = _chunk_grad(x, labels[o0:o1], s, lse[o0:o1], ti, g[o0:o1], True)
@@ -525,6 +564,7 @@ def token_logprobs_from_hidden(
     topk: int | None = None,
     mask: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    temperature: float = 1.0,
     return_entropy: bool = True,
     return_scaled_entropy: bool = False,
 ) -> TokenStats:
@@ -572,6 +612,7 @@ def token_logprobs_from_hidden(
         plan,
         scale_rows,
         topk,
+        1.0 / _temperature(temperature),
         return_entropy,
         return_scaled_entropy,
     )
