@@ -1,0 +1,213 @@
+"""ERA inside TRL's GRPO trainer: `ERAGRPOTrainer`, a drop-in `trl.GRPOTrainer` subclass.
+
+Sampling stays unmodified. After TRL has generated and scored a batch (its
+``_generate_and_score_completions``), the trainer
+
+1. runs one no-grad pass of the current (= sampling) policy over the completions for the token
+   entropies of ``softmax(z / temperature)``,
+2. computes each response's scale ``c`` and (optionally) scaled advantage with
+   :func:`era_llm.era.era_scales`, logs the band statistics as ``era/...`` metrics
+   (``era/frac_below``, ``era/frac_inside``, ``era/frac_above``, ``era/top_entropy_mean``,
+   ``era/rest_entropy_mean``, ``era/scale_mean``, ...),
+3. recomputes TRL's old log-probs (when TRL keeps them: ``num_iterations > 1``, misaligned
+   generation, vLLM) under the same per-response scale,
+
+and in the loss every log-prob is that of ``softmax(c * z / temperature)`` (optionally after the
+top-k filter), computed by :func:`era_llm.ops.token_logprobs_from_hidden` in chunks from the
+final hidden states. TRL's own loss types (``grpo``, ``dapo``, ``bnpo``, ... and GSPO via
+``importance_sampling_level="sequence"``), clipping and logging stay as they are.
+
+Limits: text-only models whose logits are ``lm_head(hidden)`` (no final logit soft-capping or
+logit multipliers), no MoE auxiliary loss; other cases raise ``NotImplementedError``.
+
+Example (CPU, a tiny model built in code)::
+
+    from datasets import Dataset
+    from trl import GRPOConfig
+    from era_llm.era import ERAConfig
+    from era_llm.integrations.trl import ERAGRPOTrainer
+    from era_llm.toy import char_tokenizer, tiny_causal_lm
+
+    tok = char_tokenizer()
+    trainer = ERAGRPOTrainer(
+        model=tiny_causal_lm(tok),
+        processing_class=tok,
+        reward_funcs=lambda completions, **kw: [float("7" in c) for c in completions],
+        train_dataset=Dataset.from_dict({"prompt": ["3+4="] * 16}),
+        args=GRPOConfig(output_dir="out", per_device_train_batch_size=4, num_generations=4,
+                        max_completion_length=4, max_steps=2, use_cpu=True, report_to="none"),
+        era_config=ERAConfig(low=0.45, high=3.0, k=2.0),
+    )
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+
+import torch
+from accelerate.utils import is_peft_model
+from trl import GRPOTrainer
+from trl.trainer.utils import FusedCausalLMOutput
+
+from era_llm.era import ERAConfig, era_scales
+from era_llm.ops import token_logprobs_from_hidden
+
+__all__ = ["ERAGRPOTrainer", "add_era_lm_head"]
+
+_MULTIMODAL = (
+    "pixel_values",
+    "image_grid_thw",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
+
+
+def add_era_lm_head(model, temperature: float = 1.0) -> None:
+    """Let ``model(..., labels=labels, era_scale=c)`` return ERA log-probs without logits.
+
+    Wraps ``model.forward`` (after TRL's own fused-head patch, which stays in place for every
+    call without ``era_scale``). With ``era_scale`` (a ``[B]`` tensor), the backbone runs, and
+    the next-token log-probs of ``softmax(c_b * z / temperature)`` (``era_topk``: after keeping
+    the ``k`` largest logits) and the entropies of ``softmax(z / temperature)`` are computed in
+    chunks from the final hidden states; labels ``-100`` are ignored. Returns TRL's
+    ``FusedCausalLMOutput`` (``log_probs``, ``entropy``, ``label_mask``; ``loss`` the mean NLL).
+    """
+    text_config = model.config.get_text_config()
+    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling", "lm_head_multiplier"):
+        if getattr(text_config, attr, None) not in (None, 1.0):
+            raise NotImplementedError(
+                f"ERA's fused head supports plain lm_head logits; this model has {attr}="
+                f"{getattr(text_config, attr)}"
+            )
+    inner = model.forward
+
+    @functools.wraps(type(model).forward)
+    def forward(self, *args, era_scale=None, era_topk=None, **kwargs):
+        if era_scale is None:
+            return inner(*args, **kwargs)
+        labels = kwargs.pop("labels")
+        kwargs.pop("fused_lm_head", None)
+        kwargs.pop("num_items_in_batch", None)
+        if kwargs.get("output_router_logits"):
+            raise NotImplementedError("ERA's fused head does not compute the MoE auxiliary loss")
+        kwargs["use_cache"] = False
+        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+        labels = labels[:, 1:]
+        lm_head = self.get_output_embeddings()
+        hidden = hidden.to(lm_head.weight.device)
+        labels = labels.to(lm_head.weight.device)
+        mask = labels != -100
+        out = token_logprobs_from_hidden(
+            hidden,
+            lm_head.weight,
+            labels.clamp(min=0),
+            bias=lm_head.bias,
+            scale=era_scale.to(lm_head.weight.device),
+            topk=era_topk,
+            mask=mask,
+            temperature=temperature,
+        )
+        loss = -out.logprobs.sum() / mask.sum().clamp(min=1)
+        return FusedCausalLMOutput(
+            loss=loss, log_probs=out.logprobs, entropy=out.entropy, label_mask=mask
+        )
+
+    model.forward = types.MethodType(forward, model)
+
+
+class ERAGRPOTrainer(GRPOTrainer):
+    """`trl.GRPOTrainer` with adaptive ERA (ERA-SPEC §3); takes ``era_config`` besides TRL's
+    arguments (default :class:`era_llm.era.ERAConfig`, the paper's band)."""
+
+    def __init__(self, *args, era_config: ERAConfig | None = None, **kwargs):
+        self.era_config = ERAConfig() if era_config is None else era_config
+        if not isinstance(self.era_config, ERAConfig):
+            raise TypeError(f"era_config must be an ERAConfig, got {type(self.era_config)}")
+        super().__init__(*args, **kwargs)
+        base = self.model.get_base_model() if is_peft_model(self.model) else self.model
+        add_era_lm_head(base, temperature=self.temperature)
+        self._era_scale: torch.Tensor | None = None
+
+    # -- scoring --------------------------------------------------------------------------
+
+    def _get_per_token_logps_and_entropies(
+        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, **kwargs
+    ):
+        if self._era_scale is None:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, **kwargs
+            )
+        if kwargs.get("compute_aux_loss"):
+            raise NotImplementedError("ERAGRPOTrainer does not support the MoE auxiliary loss")
+        if any(kwargs.get(name) is not None for name in _MULTIMODAL):
+            raise NotImplementedError("ERAGRPOTrainer supports text-only models")
+        scale = self._era_scale
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = min(start + batch_size, input_ids.size(0))
+            ids, am = input_ids[start:end], attention_mask[start:end]
+            labels = ids.masked_fill(am == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            with self.accelerator.autocast():
+                out = model(
+                    input_ids=ids,
+                    attention_mask=am,
+                    labels=labels,
+                    era_scale=scale[start:end],
+                    era_topk=self.era_config.logit_topk,
+                )
+            logps.append(out.log_probs[:, -logits_to_keep:])
+            entropies.append(out.entropy[:, -logits_to_keep:])
+        return torch.cat(logps), torch.cat(entropies), None
+
+    @torch.no_grad()
+    def _era_pass(self, ids, am, keep, scale):
+        self._era_scale = scale
+        try:
+            logps, ent, _ = self._get_per_token_logps_and_entropies(
+                self.model, ids, am, keep, batch_size=self.args.per_device_train_batch_size
+            )
+        finally:
+            self._era_scale = None
+        return logps, ent
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if any(output.get(name) is not None for name in _MULTIMODAL):
+            raise NotImplementedError("ERAGRPOTrainer supports text-only models")
+        mode = "train" if self.model.training else "eval"
+        ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+        am = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        keep = output["completion_ids"].size(1)
+        mask = output["completion_mask"]
+        if output.get("tool_mask") is not None:
+            mask = mask * output["tool_mask"]
+        ones = torch.ones(ids.size(0), device=ids.device)
+        unscaled_logps, entropy = self._era_pass(ids, am, keep, ones)
+        res = era_scales(entropy, mask, output["advantages"], self.era_config)
+        output["advantages"] = res.advantages
+        output["era_scale"] = res.scale
+        if output.get("old_per_token_logps") is not None:
+            # old log-probs under the same per-response scale (and top-k) as the update
+            if bool((res.scale == 1).all()) and self.era_config.logit_topk is None:
+                output["old_per_token_logps"] = unscaled_logps
+            else:
+                output["old_per_token_logps"] = self._era_pass(ids, am, keep, res.scale)[0]
+        for name, value in res.stats.items():
+            self._metrics[mode][f"era/{name}"].append(value)
+        return output
+
+    def _compute_loss(self, model, inputs):
+        self._era_scale = inputs["era_scale"]
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._era_scale = None

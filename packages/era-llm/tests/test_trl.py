@@ -1,0 +1,134 @@
+"""ERA inside TRL's GRPOTrainer, on CPU with a tiny model and tokenizer built in code."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import GRPOConfig
+
+from era_llm.era import ERAConfig
+from era_llm.integrations.trl import ERAGRPOTrainer
+from era_llm.ops import token_logprobs
+from era_llm.toy import char_tokenizer, tiny_causal_lm
+
+
+def digit_reward(completions, **kwargs):
+    """Varies across completions so that groups have non-zero advantages."""
+    return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
+
+
+def make_trainer(tmp_path, era_config, **overrides):
+    torch.manual_seed(0)
+    tok = char_tokenizer()
+    args = {
+        "output_dir": str(tmp_path),
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "max_completion_length": 6,
+        "max_steps": 2,
+        "learning_rate": 5e-3,
+        "use_cpu": True,
+        "report_to": "none",
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "seed": 0,
+        "temperature": 1.0,
+        "bf16": False,
+        **overrides,
+    }
+    return ERAGRPOTrainer(
+        model=tiny_causal_lm(tok),
+        processing_class=tok,
+        reward_funcs=digit_reward,
+        train_dataset=Dataset.from_dict({"prompt": ["12+3=", "4*5=", "7-2=", "9+9="] * 4}),
+        args=GRPOConfig(**args),
+        era_config=era_config,
+    )
+
+
+def test_era_head_matches_full_logits_and_trl_head(tmp_path):
+    trainer = make_trainer(tmp_path, ERAConfig(), temperature=0.7)
+    model = trainer.model
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 90, (3, 9), generator=gen)
+    am = torch.ones_like(ids)
+    am[0, :2] = 0  # left padding
+    keep = 5
+    scale = torch.tensor([2.0, 1.0, 0.5])
+    trainer._era_scale = scale
+    try:
+        logps, ent, _ = trainer._get_per_token_logps_and_entropies(model, ids, am, keep)
+    finally:
+        trainer._era_scale = None
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=am).logits[:, -keep - 1 : -1]
+    ref = token_logprobs(logits, ids[:, -keep:], scale=scale, temperature=0.7)
+    torch.testing.assert_close(logps, ref.logprobs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent, ref.entropy, atol=1e-5, rtol=1e-5)
+    # with every scale 1 it is TRL's own fused head (same temperature)
+    trainer._era_scale = torch.ones(3)
+    try:
+        ours = trainer._get_per_token_logps_and_entropies(model, ids, am, keep)
+    finally:
+        trainer._era_scale = None
+    theirs = trainer._get_per_token_logps_and_entropies(model, ids, am, keep, compute_entropy=True)
+    torch.testing.assert_close(ours[0], theirs[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours[1], theirs[1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("era", "expect_scale"),
+    [
+        # every response's top-20 % entropy is far below this band: A > 0 ones are sharpened
+        (ERAConfig(low=50.0, high=60.0, k=2.0), "sharpen"),
+        # ... and far above this one: A > 0 ones are flattened, with advantage scaling
+        (ERAConfig(low=0.0, high=1e-3, k=2.0, adv_scale=True), "flatten"),
+    ],
+)
+def test_training_steps_log_era_statistics(tmp_path, era, expect_scale):
+    trainer = make_trainer(tmp_path, era, num_iterations=2)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train()
+    logs = [row for row in trainer.state.log_history if "era/frac_inside" in row]
+    assert logs, trainer.state.log_history
+    for row in logs:
+        total = row["era/frac_below"] + row["era/frac_inside"] + row["era/frac_above"]
+        assert total == pytest.approx(1.0)
+        assert row["era/top_entropy_mean"] >= row["era/rest_entropy_mean"]
+        assert torch.isfinite(torch.tensor(row["loss"]))
+        if expect_scale == "sharpen":
+            assert row["era/frac_below"] == 1.0 and row["era/scale_mean"] > 1.0
+        else:
+            assert row["era/frac_above"] == 1.0 and row["era/scale_mean"] < 1.0
+    after = list(trainer.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_old_logprobs_use_the_same_scale(tmp_path):
+    """With num_iterations=2 TRL keeps old log-probs; ERA recomputes them under its scale, so on
+    the first iteration the PPO ratio is exactly 1 (no clipping) although scales are != 1."""
+    trainer = make_trainer(tmp_path, ERAConfig(low=50.0, high=60.0), num_iterations=2)
+    trainer.model.train()
+    batch = [{"prompt": p} for p in ["12+3=", "4*5=", "7-2=", "9+9="]]
+    out = trainer._generate_and_score_completions(batch)
+    assert out["old_per_token_logps"] is not None
+    positive = out["advantages"] > 0
+    assert torch.all(out["era_scale"][positive] == 2.0)
+    assert torch.all(out["era_scale"][~positive] == 1.0)
+    trainer._era_scale = out["era_scale"]
+    try:
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], 1)
+        am = torch.cat([out["prompt_mask"], out["completion_mask"]], 1)
+        new, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, am, out["completion_ids"].size(1)
+        )
+    finally:
+        trainer._era_scale = None
+    m = out["completion_mask"].bool()
+    torch.testing.assert_close(new[m], out["old_per_token_logps"][m], atol=1e-5, rtol=1e-5)
+
+
+def test_era_config_type_is_checked(tmp_path):
+    with pytest.raises(TypeError, match="era_config must be an ERAConfig"):
+        make_trainer(tmp_path, {"low": 0.1})
