@@ -23,7 +23,8 @@ With :math:`r_t = \exp(\log\pi_\theta - \log\pi_{old})` and advantage :math:`A`:
   surrogate, with the gradient detached on ``clip_cov_ratio`` of the tokens, drawn uniformly
   among those with covariance in ``[clip_cov_lb, clip_cov_ub]``.
 * ``forking`` (Wang et al., arXiv 2506.01939): the clipped surrogate on the 20 % highest-entropy
-  tokens of the batch only (``token_entropy`` required); the rest get no gradient.
+  tokens of the batch only (``token_entropy`` required); the others contribute 0 (they still
+  count in the token mean, as in the paper's code) and get no gradient.
 
 Aggregation (``agg``): ``"token-mean"`` (DAPO: every valid token of the batch weighs the same;
 the default, as in the spec) or ``"seq-mean-token-mean"`` (mean per response, then over
@@ -190,8 +191,9 @@ def policy_loss(
             was_clipped = was_clipped | selected
         elif name == "forking":
             selected = _forking(token_entropy, valid, hp["forking_fraction"])
-            valid = selected
-            m = valid.float()
+            # the other tokens contribute 0 but still count in the mean (as the paper's verl code
+            # and TRL's top_entropy_quantile do: the loss is multiplied by the token mask)
+            per_token = torch.where(selected, per_token, per_token.detach() * 0)
     loss = aggregate(per_token, valid, hp["agg"])
     n = m.sum().clamp(min=1)
     n_all = mask.bool().float().sum().clamp(min=1)
