@@ -1,0 +1,348 @@
+"""ERA in an unmodified verl (>= 0.9): registered policy losses, a registered trainer, config keys.
+
+verl already has the two hooks ERA needs: a policy-loss registry
+(``verl.trainer.ppo.core_algos.register_policy_loss``) and per-sample temperatures in its FSDP
+engine (``micro_batch["temperature"]`` may be a ``[B]`` tensor). ERA's per-response factor
+:math:`c_i` is a per-response temperature :math:`T_i = T / c_i` (ERA-SPEC §3), so importing this
+module registers
+
+* policy losses ``era`` (GRPO's clipped surrogate on the ERA policy's log-probs), ``era_gspo``
+  (GSPO+ERA) and ``forking`` (the 20 % highest-entropy tokens only). GRPO (``vanilla``),
+  clip-higher (``vanilla`` with ``clip_ratio_high=0.28``), KL-Cov (``kl_cov``), Clip-Cov
+  (``clip_cov``) and GSPO (``gspo``) are verl's own and run from the same entry point;
+* the V1 trainer mode ``era_sync`` (:class:`ERAPPOTrainerSync`, verl's synchronous trainer plus
+  three steps after the advantages are computed: the ERA scales from the old-log-prob pass's
+  token entropies (the unmodified policy) and the advantages; the per-response temperature
+  written next to the batch; the old log-probs recomputed under it. The update then runs
+  verl's engine with the per-sample temperature and logs ``era/...`` metrics);
+* :class:`ERAPolicyLossConfig`, verl's ``PolicyLossConfig`` plus ``era_low``, ``era_high``,
+  ``era_k``, ``era_topk_fraction``, ``era_adv_scale`` and ``forking_fraction``.
+
+Run with :func:`main` (``python -m era_llm.integrations.verl <hydra overrides>``), which adds the
+overrides below (they can also be given by hand to ``python -m verl.trainer.main_ppo``)::
+
+    trainer.v1.trainer_mode=era_sync
+    actor_rollout_ref.actor.policy_loss._target_=era_llm.integrations.verl.ERAPolicyLossConfig
+    actor_rollout_ref.model.external_lib=era_llm.integrations.verl
+    +ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=era_llm.integrations.verl.setup
+
+and then, for ERA: ``actor_rollout_ref.actor.policy_loss.loss_mode=era``
+``+actor_rollout_ref.actor.policy_loss.era_low=0.45`` ``...era_high=3.0`` ``...era_k=2.0``.
+
+Limits: verl computes the log-probs itself, so the top-k filter of the paper's first stage
+(``ERAConfig.logit_topk``) is not available here (use the TRL integration or our trainer);
+``use_fused_kernels`` must stay off (verl's fused kernels take only a scalar temperature).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from verl.trainer.ppo.core_algos import (
+    POLICY_LOSS_REGISTRY,
+    get_policy_loss_fn,
+    register_policy_loss,
+)
+from verl.workers.config import PolicyLossConfig
+
+from era_llm.era import ERAConfig, era_scales
+from era_llm.losses import _forking
+
+__all__ = [
+    "ERA_LOSS_MODES",
+    "ERAPolicyLossConfig",
+    "apply_era",
+    "apply_forking",
+    "entry_argv",
+    "era_config_from",
+    "main",
+    "setup",
+]
+
+# ERA loss mode -> verl's loss that runs on the ERA policy's log-probs
+ERA_LOSS_MODES = {"era": "vanilla", "era_gspo": "gspo"}
+FORKING = "forking"
+
+ENTRY_OVERRIDES = (
+    "trainer.v1.trainer_mode=era_sync",
+    "actor_rollout_ref.actor.policy_loss._target_=era_llm.integrations.verl.ERAPolicyLossConfig",
+    "actor_rollout_ref.model.external_lib=era_llm.integrations.verl",
+    "+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=era_llm.integrations.verl.setup",
+)
+
+
+@dataclass
+class ERAPolicyLossConfig(PolicyLossConfig):
+    """verl's ``PolicyLossConfig`` plus ERA's keys (defaults: the paper's, ERA-SPEC §3).
+
+    Args:
+      era_low, era_high: the response-entropy band.
+      era_k: the logit factor (scales ``k``, ``1``, ``1/k``).
+      era_topk_fraction: share of each response's highest token entropies in its statistic.
+      era_adv_scale: divide advantages by the scale (Eq. 17).
+      forking_fraction: share of highest-entropy tokens trained by ``loss_mode=forking``.
+    """
+
+    era_low: float = 0.45
+    era_high: float = 3.0
+    era_k: float = 2.0
+    era_topk_fraction: float = 0.2
+    era_adv_scale: bool = False
+    forking_fraction: float = 0.2
+
+    def __post_init__(self):
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        if self.loss_mode in ERA_LOSS_MODES:
+            era_config_from(self)  # validates now, with a clear error, rather than mid-run
+        if not 0 < self.forking_fraction <= 1:
+            raise ValueError(f"forking_fraction must be in (0, 1], got {self.forking_fraction}")
+
+
+def _get(cfg: Any, key: str, default):
+    if cfg is None:
+        return default
+    if hasattr(cfg, "get"):
+        value = cfg.get(key, default)
+    else:
+        value = getattr(cfg, key, default)
+    return default if value is None else value
+
+
+def era_config_from(policy_loss_cfg: Any) -> ERAConfig:
+    """An :class:`ERAConfig` from a verl ``policy_loss`` config (dataclass or DictConfig)."""
+    d = ERAConfig()
+    return ERAConfig(
+        low=float(_get(policy_loss_cfg, "era_low", d.low)),
+        high=float(_get(policy_loss_cfg, "era_high", d.high)),
+        k=float(_get(policy_loss_cfg, "era_k", d.k)),
+        topk_fraction=float(_get(policy_loss_cfg, "era_topk_fraction", d.topk_fraction)),
+        adv_scale=bool(_get(policy_loss_cfg, "era_adv_scale", d.adv_scale)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch-level steps (pure torch; the trainer below only moves tensors in and out of verl)
+
+
+def apply_era(
+    entropy: torch.Tensor,
+    response_mask: torch.Tensor,
+    advantages: torch.Tensor,
+    cfg: ERAConfig,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]:
+    """ERA for one verl batch.
+
+    Args:
+      entropy: ``[B, R]`` token entropies of the unmodified policy (verl's old-log-prob pass).
+      response_mask: ``[B, R]``.
+      advantages: ``[B, R]`` token advantages (GRPO's: constant over each response).
+      cfg: the band.
+      temperature: the rollout temperature :math:`T`.
+
+    Returns:
+      ``(advantages, per_sample_temperature, scale, metrics)``: the advantages to train on,
+      ``[B]`` temperatures :math:`T / c_i` for verl's engine, the scales and ``era/...``
+      metrics.
+    """
+    res = era_scales(entropy, response_mask, advantages, cfg)
+    per_sample_t = (temperature / res.scale).to(torch.float32)
+    metrics = {f"era/{k}": v for k, v in res.stats.items()}
+    return res.advantages, per_sample_t, res.scale, metrics
+
+
+def apply_forking(
+    entropy: torch.Tensor, response_mask: torch.Tensor, advantages: torch.Tensor, fraction: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Zero the advantages of all but the ``fraction`` highest-entropy tokens of the batch.
+
+    With a zero advantage a token's clipped-surrogate loss is 0 and it still counts in the token
+    mean, exactly the paper's "multiply the loss by the entropy mask" (arXiv 2506.01939).
+    """
+    keep = _forking(entropy, response_mask.bool(), fraction)
+    share = float(keep.sum()) / max(1, int(response_mask.bool().sum()))
+    return torch.where(keep, advantages, 0.0), {"forking/selected_frac": share}
+
+
+# ---------------------------------------------------------------------------------------------
+# policy losses
+
+
+def _delegate(name: str, base: str):
+    def loss_fn(
+        old_log_prob: torch.Tensor,
+        log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        loss_agg_mode: str = "token-mean",
+        config=None,
+        rollout_is_weights: torch.Tensor | None = None,
+    ):
+        return get_policy_loss_fn(base)(
+            old_log_prob=old_log_prob,
+            log_prob=log_prob,
+            advantages=advantages,
+            response_mask=response_mask,
+            loss_agg_mode=loss_agg_mode,
+            config=config,
+            rollout_is_weights=rollout_is_weights,
+        )
+
+    loss_fn.__name__ = f"compute_policy_loss_{name}"
+    loss_fn.__doc__ = (
+        f"``{name}``: verl's ``{base}`` loss on log-probs that the ``era_sync`` trainer computed "
+        "under the per-response temperature (ERA) or with the low-entropy tokens' advantages set "
+        "to 0 (forking)."
+    )
+    return loss_fn
+
+
+def _register() -> None:
+    for name, base in (*ERA_LOSS_MODES.items(), (FORKING, "vanilla")):
+        fn = POLICY_LOSS_REGISTRY.get(name)
+        if fn is not None and getattr(fn, "__module__", None) != __name__:
+            raise ValueError(f"verl policy loss {name!r} is already registered by {fn.__module__}")
+        register_policy_loss(name)(_delegate(name, base))
+
+
+_register()
+
+
+def setup() -> None:
+    """Ray ``worker_process_setup_hook``: importing this module registered everything."""
+    _register_trainer()
+
+
+# ---------------------------------------------------------------------------------------------
+# the V1 trainer (imported lazily: it pulls Ray and TransferQueue)
+
+_TRAINER = None
+
+
+def _register_trainer():
+    global _TRAINER
+    if _TRAINER is None:
+        _TRAINER = _build_trainer()
+    return _TRAINER
+
+
+def _build_trainer():
+    import transfer_queue as tq
+    from tensordict import TensorDict
+    from verl.trainer.ppo.v1.trainer_base import register_trainer
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+    from verl.workers.utils.padding import response_from_nested, response_to_nested
+
+    @register_trainer("era_sync")
+    class ERAPPOTrainerSync(PPOTrainerSync):
+        """verl's synchronous V1 trainer with ERA / forking tokens applied after the advantages."""
+
+        def _policy_loss_cfg(self):
+            return self.config.actor_rollout_ref.actor.policy_loss
+
+        def _compute_advantage(self, batch, metrics):
+            batch = super()._compute_advantage(batch, metrics)
+            mode = self._policy_loss_cfg().get("loss_mode", "vanilla")
+            if mode not in ERA_LOSS_MODES and mode != FORKING:
+                return batch
+            fields = ["entropy", "advantages", "response_mask"]
+            data = tq.kv_batch_get(
+                keys=batch.keys, partition_id=batch.partition_id, select_fields=fields
+            )
+            nested_mask = data["response_mask"]
+            padded = data.to_padded_tensor()
+            entropy, mask, adv = padded["entropy"], padded["response_mask"], padded["advantages"]
+            out = {}
+            if mode == FORKING:
+                adv, m = apply_forking(
+                    entropy, mask, adv, self._policy_loss_cfg().get("forking_fraction", 0.2)
+                )
+            else:
+                t = float(self.config.actor_rollout_ref.rollout.temperature)
+                adv, per_t, scale, m = apply_era(
+                    entropy, mask, adv, era_config_from(self._policy_loss_cfg()), t
+                )
+                out["temperature"] = per_t
+                self._era_scale = scale
+            metrics.update(m)
+            out["advantages"] = response_to_nested(adv, nested_mask)
+            batch = tq.kv_batch_put(
+                keys=batch.keys,
+                partition_id=batch.partition_id,
+                fields=TensorDict(out, batch_size=len(batch)),
+            )
+            if mode in ERA_LOSS_MODES and bool((self._era_scale != 1).any()):
+                batch = self._recompute_old_log_prob(batch)
+            return batch
+
+        def _recompute_old_log_prob(self, batch):
+            """Old log-probs under the per-response temperature stored with the batch."""
+            batch.extra_info.update({"calculate_entropy": False, "compute_loss": False})
+            batch.extra_info.pop("temperature", None)  # the per-sample field is used instead
+            self.actor_rollout_wg.compute_log_prob(batch)
+            data = tq.kv_batch_get(
+                keys=batch.keys,
+                partition_id=batch.partition_id,
+                select_fields=["log_probs", "response_mask"],
+            )
+            old = response_from_nested(data.pop("log_probs"), data["response_mask"])
+            return tq.kv_batch_put(
+                keys=batch.keys,
+                partition_id=batch.partition_id,
+                fields=TensorDict({"old_log_probs": old}, batch_size=len(batch)),
+            )
+
+        def _update_actor(self, batch, metrics):
+            mode = self._policy_loss_cfg().get("loss_mode", "vanilla")
+            if mode not in ERA_LOSS_MODES:
+                return super()._update_actor(batch, metrics)
+            # verl writes the scalar rollout temperature into the batch's extra info, which would
+            # override the per-sample field: drop it on the way to the workers
+            wg = self.actor_rollout_wg
+            original = wg.update_actor
+
+            def update_actor(b, *args, **kwargs):
+                b.extra_info.pop("temperature", None)
+                return original(b, *args, **kwargs)
+
+            wg.update_actor = update_actor
+            try:
+                return super()._update_actor(batch, metrics)
+            finally:
+                wg.update_actor = original
+
+    return ERAPPOTrainerSync
+
+
+def entry_argv(argv: list[str]) -> list[str]:
+    """The Hydra overrides :func:`main` passes to verl: :data:`ENTRY_OVERRIDES` that the user
+    did not set, then the user's."""
+    given = {a.split("=", 1)[0].lstrip("+") for a in argv}
+    extra = [o for o in ENTRY_OVERRIDES if o.split("=", 1)[0].lstrip("+") not in given]
+    return [*extra, *argv]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m era_llm.integrations.verl [hydra overrides]``: verl's ``main_ppo`` with the
+    ERA trainer, losses and config class registered (user overrides win)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _register_trainer()
+    except ModuleNotFoundError as err:
+        raise SystemExit(
+            f"verl's V1 trainer needs {err.name!r}: install verl with its core extra "
+            "(pip install 'verl[verl-core]>=0.9', which brings TransferQueue and tensordict>=0.10)"
+        ) from err
+    from verl.trainer import main_ppo
+
+    sys.argv = [sys.argv[0], *entry_argv(argv)]
+    main_ppo.main()
+
+
+if __name__ == "__main__":
+    main()

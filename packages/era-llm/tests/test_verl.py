@@ -1,0 +1,148 @@
+"""The verl integration on CPU: registered losses on tensors, config parsing through verl's own
+Hydra config and dataclasses, the per-sample temperature path, the registered trainer."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+import era_llm.integrations.verl as era_verl
+from era_llm.era import ERAConfig, era_scales
+from era_llm.ops import token_logprobs
+
+
+@pytest.fixture(scope="module")
+def verl_config():
+    import verl
+    from hydra import compose, initialize_config_dir
+
+    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    overrides = [o for o in era_verl.ENTRY_OVERRIDES if "ray_kwargs" not in o] + [
+        "actor_rollout_ref.actor.policy_loss.loss_mode=era",
+        "+actor_rollout_ref.actor.policy_loss.era_low=0.3",
+        "+actor_rollout_ref.actor.policy_loss.era_high=2.5",
+        "+actor_rollout_ref.actor.policy_loss.era_k=3.0",
+        "actor_rollout_ref.actor.clip_ratio_high=0.28",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.actor.ppo_mini_batch_size=8",
+    ]
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        return compose("ppo_trainer", overrides=overrides)
+
+
+def verl_batch(seed=0, b=6, r=7):
+    gen = torch.Generator().manual_seed(seed)
+    lp = -2 * torch.rand(b, r, generator=gen)
+    old = lp + 0.3 * torch.randn(b, r, generator=gen)
+    adv = torch.randn(b, 1, generator=gen).expand(b, r).clone()
+    mask = (torch.rand(b, r, generator=gen) < 0.8).float()
+    mask[:, 0] = 1
+    return old, lp.requires_grad_(True), adv, mask
+
+
+def test_config_parses_into_verl_dataclasses(verl_config):
+    from verl.utils.config import omega_conf_to_dataclass
+
+    actor = omega_conf_to_dataclass(verl_config.actor_rollout_ref.actor)
+    assert isinstance(actor.policy_loss, era_verl.ERAPolicyLossConfig)
+    assert actor.policy_loss.loss_mode == "era"
+    cfg = era_verl.era_config_from(actor.policy_loss)
+    assert cfg == ERAConfig(low=0.3, high=2.5, k=3.0)
+    # the raw DictConfig gives the same
+    assert era_verl.era_config_from(verl_config.actor_rollout_ref.actor.policy_loss) == cfg
+    assert verl_config.trainer.v1.trainer_mode == "era_sync"
+
+
+def test_bad_band_fails_at_config_time():
+    with pytest.raises(ValueError, match="low < high"):
+        era_verl.ERAPolicyLossConfig(loss_mode="era", era_low=3.0, era_high=1.0)
+    with pytest.raises(ValueError, match="k must be > 1"):
+        era_verl.ERAPolicyLossConfig(loss_mode="era_gspo", era_k=1.0)
+    with pytest.raises(ValueError, match="forking_fraction"):
+        era_verl.ERAPolicyLossConfig(loss_mode="forking", forking_fraction=0.0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "base"), [("era", "vanilla"), ("era_gspo", "gspo"), ("forking", "vanilla")]
+)
+def test_registered_losses_run_on_tensors(verl_config, mode, base):
+    from verl.trainer.ppo.core_algos import get_policy_loss_fn
+    from verl.utils.config import omega_conf_to_dataclass
+
+    actor = omega_conf_to_dataclass(verl_config.actor_rollout_ref.actor)
+    old, lp, adv, mask = verl_batch()
+    kwargs = {"old_log_prob": old, "advantages": adv, "response_mask": mask, "config": actor}
+    ours, metrics = get_policy_loss_fn(mode)(log_prob=lp, loss_agg_mode="token-mean", **kwargs)
+    ref, ref_metrics = get_policy_loss_fn(base)(log_prob=lp, loss_agg_mode="token-mean", **kwargs)
+    torch.testing.assert_close(ours, ref)
+    assert metrics.keys() == ref_metrics.keys()
+    if mode == "era":
+        # verl's vanilla loss is our GRPO loss with clip-higher and dual clip 3.0
+        from era_llm.losses import policy_loss
+
+        want, _ = policy_loss(
+            "clip-higher", lp, old, adv, mask, clip_low=0.2, clip_high=0.28, clip_ratio_c=3.0
+        )
+        torch.testing.assert_close(ours, want)
+    ours.backward()
+    assert torch.isfinite(lp.grad).all()
+
+
+def test_per_sample_temperature_reproduces_the_era_policy():
+    """apply_era's per-sample temperature T / c, applied the way verl's FSDP engine does
+    (logits / temperature[:, None, None], then log-softmax), gives the ERA log-probs."""
+    from verl.utils.torch_functional import logprobs_from_logits
+
+    gen = torch.Generator().manual_seed(3)
+    b, r, v = 4, 5, 23
+    logits = 3 * torch.randn(b, r, v, generator=gen)
+    labels = torch.randint(0, v, (b, r), generator=gen)
+    mask = torch.ones(b, r)
+    ent = token_logprobs(logits, labels, temperature=0.8).entropy
+    adv = torch.tensor([1.0, 1.0, -1.0, 1.0])[:, None].expand(b, r)
+    cfg = ERAConfig(low=ent.max().item() + 1, high=ent.max().item() + 2)  # all below the band
+    new_adv, per_t, scale, metrics = era_verl.apply_era(ent, mask, adv, cfg, temperature=0.8)
+    assert scale.tolist() == [2.0, 2.0, 1.0, 2.0]
+    torch.testing.assert_close(per_t, 0.8 / scale)
+    assert metrics["era/frac_below"] == 1.0
+    verl_way = logprobs_from_logits(logits / per_t[:, None, None], labels)
+    ours = token_logprobs(logits, labels, scale=scale, temperature=0.8).logprobs
+    torch.testing.assert_close(verl_way, ours, atol=1e-5, rtol=1e-5)
+    res = era_scales(ent, mask, adv, cfg)
+    torch.testing.assert_close(new_adv, res.advantages)
+
+
+def test_forking_zeroes_low_entropy_advantages():
+    gen = torch.Generator().manual_seed(4)
+    ent = torch.rand(4, 10, generator=gen)
+    mask = torch.ones(4, 10)
+    mask[:, 8:] = 0
+    adv = torch.randn(4, 1, generator=gen).expand(4, 10)
+    new_adv, m = era_verl.apply_forking(ent, mask, adv, 0.25)
+    kept = new_adv != 0
+    assert int(kept.sum()) == 8 and m["forking/selected_frac"] == 0.25
+    assert ent[kept].min() >= ent[mask.bool() & ~kept].max()
+
+
+def test_trainer_registered_in_verl():
+    # verl's V1 trainer imports TransferQueue (verl's `verl-core` extra), which this lock does not
+    # install (it would move packaging and tensordict for the whole workspace)
+    pytest.importorskip("transfer_queue", reason="verl[verl-core] (TransferQueue) not installed")
+    from verl.trainer.ppo.v1 import get_trainer_cls
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    era_verl.setup()
+    cls = get_trainer_cls("era_sync")
+    assert issubclass(cls, PPOTrainerSync)
+    assert cls._compute_advantage is not PPOTrainerSync._compute_advantage
+
+
+def test_entry_point_keeps_user_overrides():
+    argv = era_verl.entry_argv(
+        ["trainer.v1.trainer_mode=sync", "actor_rollout_ref.actor.policy_loss.loss_mode=era"]
+    )
+    assert "trainer.v1.trainer_mode=sync" in argv and "trainer.v1.trainer_mode=era_sync" not in argv
+    assert "actor_rollout_ref.model.external_lib=era_llm.integrations.verl" in argv
+    assert argv[-1] == "actor_rollout_ref.actor.policy_loss.loss_mode=era"
