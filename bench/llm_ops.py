@@ -1,0 +1,290 @@
+"""Benchmark: era_llm.ops (chunked log-probs + entropies under a per-response scale) vs the naive path.
+
+The naive path is what the paper's verl fork does: one full float32 copy of the ``[B, T, V]``
+logits, then a Python loop over the responses, each with a scaled copy of its logits, a full
+log-softmax for the log-probs and another for the token entropies; backward through autograd.
+Ours is ``era_llm.ops.token_logprobs`` (same outputs, chunked, custom backward). Each case runs
+forward + backward of ``sum(logprobs)`` on bfloat16 logits that require grad, as a policy update
+does, with ERA's mixed scales ``c in {2, 1, 0.5}`` (a quarter sharpened, a quarter flattened).
+
+Cases, side by side in one run (each in its own subprocess, so peak memory is its own):
+
+* ``naive ERA``: the loop above with the scales;
+* ``ours ERA``: ``token_logprobs(logits, labels, scale=c)``;
+* ``ours plain``: ``token_logprobs(logits, labels)`` (no scale: the plain GRPO pass);
+* on CUDA also ``ours ERA from hidden``: ``token_logprobs_from_hidden`` (no logits at all) and
+  ``naive ERA from hidden`` (``lm_head`` then the naive loop).
+
+Reported: median wall time of a forward+backward (after a warm-up), peak memory above the inputs
+(CPU: the child's peak RSS minus its RSS after building the inputs; CUDA:
+``torch.cuda.max_memory_allocated`` minus the allocation after building the inputs), and the
+ratios naive / ours (goal: >= 3x faster, >= 2x less memory) and ours ERA / ours plain (goal:
+<= 1.10).
+
+Usage::
+
+    python bench/llm_ops.py                      # CPU, B8 x T1024 x V32k
+    python bench/llm_ops.py --quick              # CPU, B2 x T256 x V32k, 1 repetition
+    python bench/llm_ops.py --device cuda        # GPU, B16 x T4096 x V152k (+ hidden-state cases)
+    python bench/llm_ops.py --write-docs docs/benchmarks.md
+
+``--write-docs`` rewrites the section between ``<!-- bench:llm:start -->`` and
+``<!-- bench:llm:end -->`` in the given file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MARKER_START = "<!-- bench:llm:start -->"
+MARKER_END = "<!-- bench:llm:end -->"
+SHAPES = {
+    "cpu": {"batch": 8, "seq": 1024, "vocab": 32_000, "hidden": 0},
+    "cpu-quick": {"batch": 2, "seq": 256, "vocab": 32_000, "hidden": 0},
+    "cuda": {"batch": 16, "seq": 4096, "vocab": 152_064, "hidden": 3584},
+    "cuda-quick": {"batch": 4, "seq": 1024, "vocab": 152_064, "hidden": 3584},
+}
+GOAL_SPEED, GOAL_MEMORY, GOAL_OVERHEAD = 3.0, 2.0, 1.10
+
+
+# ---------------------------------------------------------------------------------------------
+# the two implementations
+
+
+def naive_logprobs(logits, labels, scale):
+    """The fork's path: full fp32 copy, a loop over responses, a scaled copy per response."""
+    import torch
+
+    full = logits.float()
+    logps, ents = [], []
+    for i in range(full.shape[0]):
+        scaled = full[i] * scale[i]
+        lp = torch.log_softmax(scaled, dim=-1)
+        logps.append(lp.gather(-1, labels[i][:, None])[:, 0])
+        with torch.no_grad():
+            p0 = torch.log_softmax(full[i], dim=-1)
+            ents.append(-(p0.exp() * p0).sum(-1))
+    return torch.stack(logps), torch.stack(ents)
+
+
+def run_case(case: str, shape: dict, device: str, reps: int) -> dict:
+    import torch
+
+    from era_llm.ops import token_logprobs, token_logprobs_from_hidden
+
+    torch.manual_seed(0)
+    b, t, v, d = shape["batch"], shape["seq"], shape["vocab"], shape["hidden"]
+    dev = torch.device(device)
+    labels = torch.randint(0, v, (b, t), device=dev)
+    scale = torch.ones(b, device=dev)
+    scale[: b // 4] = 2.0
+    scale[b // 4 : b // 2] = 0.5
+    if "hidden" in case:
+        bf16 = {"device": dev, "dtype": torch.bfloat16}
+        hidden = (torch.randn(b, t, d, **bf16) / d**0.5).requires_grad_(True)
+        weight = torch.randn(v, d, **bf16).requires_grad_(True)
+        inputs = (hidden, weight)
+    else:
+        # drawn in bfloat16 directly: no float32 temporary raises the baseline peak
+        logits = torch.randn(b, t, v, device=dev, dtype=torch.bfloat16).mul_(3).requires_grad_(True)
+        inputs = (logits,)
+
+    def step():
+        for x in inputs:
+            x.grad = None
+        if case == "naive ERA":
+            lp, _ = naive_logprobs(logits, labels, scale)
+        elif case == "ours ERA":
+            lp = token_logprobs(logits, labels, scale=scale).logprobs
+        elif case == "ours plain":
+            lp = token_logprobs(logits, labels).logprobs
+        elif case == "ours ERA from hidden":
+            lp = token_logprobs_from_hidden(hidden, weight, labels, scale=scale).logprobs
+        elif case == "naive ERA from hidden":
+            lp, _ = naive_logprobs(hidden @ weight.T, labels, scale)
+        else:
+            raise ValueError(case)
+        lp.sum().backward()
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_peak_bytes()
+    try:
+        step()  # warm-up (also allocates the gradients once)
+        sync()
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            step()
+            sync()
+            times.append(time.perf_counter() - start)
+    except torch.OutOfMemoryError:
+        return {"case": case, "oom": True}
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = _rss_peak_bytes() - base
+    return {"case": case, "time_s": statistics.median(times), "times": times, "peak_bytes": peak}
+
+
+def _rss_peak_bytes() -> int:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+
+
+def run_child(case: str, shape: dict, device: str, reps: int, threads: int | None) -> dict:
+    cmd = [sys.executable, __file__, "--child", case, "--shape-json", json.dumps(shape)]
+    cmd += ["--device", device, "--reps", str(reps)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        if proc.returncode in (-9, 137) or "MemoryError" in proc.stderr:
+            return {"case": case, "oom": True}
+        raise RuntimeError(f"case {case!r} failed: {' | '.join(tail)}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt_mem(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def table(results: list[dict], shape: dict, device: str, command: str) -> str:
+    by = {r["case"]: r for r in results}
+    lines = [
+        f"### LLM ops: log-probs + entropies under ERA's per-response scale ({device})",
+        "",
+        f"Shape B{shape['batch']} × T{shape['seq']} × V{shape['vocab']} "
+        + (f"(hidden size {shape['hidden']}) " if shape["hidden"] else "")
+        + "bfloat16, forward + backward of `sum(logprobs)`; scales c ∈ {2, 1, 0.5}. "
+        f"`{command}`, {datetime.date.today().isoformat()}, {platform.machine()}"
+        + (f", torch threads {results[0].get('threads')}" if results[0].get("threads") else "")
+        + ".",
+        "",
+        "| case | time (median) | peak memory above inputs |",
+        "|---|---|---|",
+    ]
+    for r in results:
+        if r.get("oom"):
+            lines.append(f"| {r['case']} | out of memory | — |")
+        else:
+            lines.append(f"| {r['case']} | {r['time_s']:.3f} s | {fmt_mem(r['peak_bytes'])} |")
+    lines.append("")
+    ratios = []
+
+    def ratio(num, den, what, goal, higher_is_better=True):
+        a, b = by.get(num), by.get(den)
+        if not a or not b or a.get("oom") or b.get("oom"):
+            if a and a.get("oom"):
+                ratios.append(f"* {what}: {num} ran out of memory")
+            return
+        key = "time_s" if "time" in what or "overhead" in what else "peak_bytes"
+        value = a[key] / max(b[key], 1e-12)
+        met = value >= goal if higher_is_better else value <= goal
+        sign = "≥" if higher_is_better else "≤"
+        verdict = "met" if met else "not met"
+        ratios.append(f"* {what}: {value:.2f}× (goal {sign} {goal:g}×: {verdict})")
+
+    ratio("naive ERA", "ours ERA", "speed-up, time naive / ours", GOAL_SPEED)
+    ratio("naive ERA", "ours ERA", "memory saving, peak naive / ours", GOAL_MEMORY)
+    ratio(
+        "ours ERA", "ours plain", "ERA overhead, time ours ERA / ours plain", GOAL_OVERHEAD, False
+    )
+    ratio(
+        "naive ERA from hidden",
+        "ours ERA from hidden",
+        "from hidden: time naive / ours",
+        GOAL_SPEED,
+    )
+    ratio(
+        "naive ERA from hidden",
+        "ours ERA from hidden",
+        "from hidden: memory peak naive / ours",
+        GOAL_MEMORY,
+    )
+    return "\n".join(lines + ratios)
+
+
+def write_docs(path: Path, section: str) -> None:
+    block = f"{MARKER_START}\n{section}\n{MARKER_END}"
+    text = path.read_text() if path.exists() else ""
+    pattern = re.compile(re.escape(MARKER_START) + r".*?" + re.escape(MARKER_END), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shape, 1 repetition")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per case")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--write-docs", type=Path, default=None, metavar="PATH")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--shape-json", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.reps is not None and args.reps < 1:
+        parser.error(f"--reps must be >= 1, got {args.reps}")
+
+    if args.child:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        result = run_case(args.child, json.loads(args.shape_json), args.device, args.reps)
+        result["threads"] = torch.get_num_threads() if args.device == "cpu" else None
+        print(json.dumps(result))
+        return 0
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA device is available")
+    shape = SHAPES[args.device + ("-quick" if args.quick else "")]
+    reps = args.reps or (1 if args.quick else 3)
+    cases = ["naive ERA", "ours ERA", "ours plain"]
+    if args.device == "cuda":
+        cases += ["naive ERA from hidden", "ours ERA from hidden"]
+    results = []
+    for case in cases:
+        print(f"running {case} ...", file=sys.stderr, flush=True)
+        results.append(run_child(case, shape, args.device, reps, args.threads))
+    command = "python bench/llm_ops.py" + (" --quick" if args.quick else "")
+    command += " --device cuda" if args.device == "cuda" else ""
+    section = table(results, shape, args.device, command)
+    print(section)
+    if args.write_docs:
+        write_docs(args.write_docs, section)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
