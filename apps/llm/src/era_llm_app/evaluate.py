@@ -1,0 +1,294 @@
+"""`era-llm-eval`: math evaluation with mean@k / pass@k, greedy or sampled (paper Table 2).
+
+    uv run era-llm-eval --model runs/llm-demo/model \\
+        --data ../shared/data/math-eval/math500.jsonl ../shared/data/math-eval/aime24.jsonl \\
+        --mode paper --k 16 --out runs/eval
+
+For each data set (JSON lines; fields per `era_llm.verify.math_eval_item`), every question is
+put in the prompt template (and the tokenizer's chat template, if it has one), ``k`` responses
+are generated, and each is graded by `era_llm.verify.math_reward` (last ``\\boxed{}``,
+symbolic equivalence by math-verify). Per set:
+
+* ``mean@k``: mean accuracy over the ``k`` responses of each question, averaged over questions
+  (the paper's AIME/AMC metric, with temperature sampling);
+* ``pass@k``: the unbiased estimate ``1 - C(n-c, k) / C(n, k)`` with ``n = k`` samples, i.e.
+  the share of questions with at least one correct response.
+
+Modes: ``greedy`` (one greedy response; mean@1 = pass@1), ``sampled`` (k samples at
+`--temperature`), ``paper`` (sampled for AIME24/AIME25/AMC23, greedy for the others, as the
+paper reports). Output in ``OUT/``: ``results.md``, ``results.csv``, ``results.json`` (one row
+per set plus the average) and ``responses/<set>.jsonl`` (every response and its grade).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from era_core.runlog import atomic_write_text
+from era_llm.verify import MissingFieldError, math_eval_item, math_reward
+from era_llm_app.common import load_checkpoint, make_rollout
+
+DEFAULT_TEMPLATE = (
+    "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+)
+SAMPLED_IN_PAPER = ("aime24", "aime25", "amc23")
+RESULT_COLUMNS = ("dataset", "items", "mode", "k", "mean_at_k", "pass_at_k", "seconds")
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples with ``c`` correct: ``1 - C(n-c, k) / C(n, k)``.
+
+    >>> pass_at_k(4, 0, 2), pass_at_k(4, 4, 1), pass_at_k(4, 1, 4)
+    (0.0, 1.0, 1.0)
+    >>> round(pass_at_k(4, 1, 2), 4)  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    0.5
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def score_item(responses: list[str], reference: str) -> tuple[list[float], float, float]:
+    """Grades of `responses` against `reference`, and their mean@k and pass@k (k = n)."""
+    grades = [math_reward(r, reference) for r in responses]
+    n, c = len(grades), int(sum(grades))
+    return grades, c / n, pass_at_k(n, c, n)
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    data: list[str]
+    out: str = "runs/eval"
+    mode: str = "greedy"  # greedy | sampled | paper
+    k: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    limit: int | None = None
+    batch_size: int = 16
+    prompt_template: str = DEFAULT_TEMPLATE
+    chat_template: str = "auto"  # auto | on | off
+    backend: str = "hf"
+    seed: int = 0
+    threads: int = 0  # CPU threads; 0 = torch's default
+
+
+def load_items(path: str, limit: int | None) -> list[tuple[str, str]]:
+    """(question, reference) pairs; a missing file or field is a clear error."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--data {path}: no such file")
+    items = []
+    with p.open() as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(math_eval_item(json.loads(line)))
+            except (MissingFieldError, json.JSONDecodeError) as exc:
+                raise ValueError(f"--data {path}: line {lineno}: {exc}") from exc
+            if limit is not None and len(items) >= limit:
+                break
+    if not items:
+        raise ValueError(f"--data {path}: no rows")
+    return items
+
+
+def build_prompt(question: str, tokenizer, cfg: EvalConfig) -> str:
+    text = cfg.prompt_template.format(question=question)
+    use_chat = cfg.chat_template == "on" or (
+        cfg.chat_template == "auto" and getattr(tokenizer, "chat_template", None)
+    )
+    if use_chat:
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+    return text
+
+
+def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
+    """Evaluate every data set of `cfg`; writes the tables and returns the result rows."""
+    validate(cfg)
+    datasets = {Path(p).stem: load_items(p, cfg.limit) for p in cfg.data}
+    torch.manual_seed(cfg.seed)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    model, tokenizer = load_checkpoint(cfg.model)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    rollout = make_rollout(cfg.backend, model, tokenizer, cfg.model)
+    out = Path(cfg.out)
+    (out / "responses").mkdir(parents=True, exist_ok=True)
+    results = []
+    for name, items in datasets.items():
+        greedy = cfg.mode == "greedy" or (cfg.mode == "paper" and name not in SAMPLED_IN_PAPER)
+        k = 1 if greedy else cfg.k
+        t0 = time.perf_counter()
+        records, means, passes = [], [], []
+        bar = tqdm(total=len(items), desc=name, disable=not progress, file=sys.stderr)
+        for start in range(0, len(items), cfg.batch_size):
+            batch = items[start : start + cfg.batch_size]
+            prompts = [build_prompt(q, tokenizer, cfg) for q, _ in batch]
+            roll = rollout.generate(
+                prompts,
+                k,
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                greedy=greedy,
+            )
+            for j, (question, reference) in enumerate(batch):
+                responses = roll.texts[j * k : (j + 1) * k]
+                grades, mean_k, pass_k = score_item(responses, reference)
+                means.append(mean_k)
+                passes.append(pass_k)
+                records.append(
+                    {
+                        "question": question,
+                        "reference": reference,
+                        "responses": responses,
+                        "grades": grades,
+                    }
+                )
+            bar.update(len(batch))
+        bar.close()
+        atomic_write_text(
+            out / "responses" / f"{name}.jsonl",
+            "".join(json.dumps(r) + "\n" for r in records),
+        )
+        results.append(
+            {
+                "dataset": name,
+                "items": len(items),
+                "mode": "greedy" if greedy else f"sampled (T={cfg.temperature:g})",
+                "k": k,
+                "mean_at_k": 100.0 * float(np.mean(means)),
+                "pass_at_k": 100.0 * float(np.mean(passes)),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+    if len(results) > 1:
+        results.append(
+            {
+                "dataset": "Avg",
+                "items": sum(r["items"] for r in results),
+                "mode": "",
+                "k": "",
+                "mean_at_k": float(np.mean([r["mean_at_k"] for r in results])),
+                "pass_at_k": float(np.mean([r["pass_at_k"] for r in results])),
+                "seconds": sum(r["seconds"] for r in results),
+            }
+        )
+    write_tables(out, results, cfg)
+    return results
+
+
+def write_tables(out: Path, results: list[dict], cfg: EvalConfig) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    atomic_write_text(out / "results.csv", buf.getvalue())
+    atomic_write_text(
+        out / "results.json", json.dumps({"config": asdict(cfg), "results": results}, indent=2)
+    )
+    lines = [
+        f"# Evaluation of `{cfg.model}`",
+        "",
+        "mean@k: accuracy averaged over k responses per question; pass@k: share of questions "
+        "with a correct response (in %). Greedy rows use one response.",
+        "",
+        "| dataset | items | mode | k | mean@k | pass@k |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['dataset']} | {r['items']} | {r['mode']} | {r['k']} | "
+            f"{r['mean_at_k']:.1f} | {r['pass_at_k']:.1f} |"
+        )
+    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+
+
+def validate(cfg: EvalConfig) -> None:
+    if cfg.mode not in ("greedy", "sampled", "paper"):
+        raise ValueError(f"--mode {cfg.mode!r} must be greedy, sampled or paper")
+    if cfg.k < 1:
+        raise ValueError(f"--k {cfg.k} must be >= 1")
+    if not cfg.temperature > 0:
+        raise ValueError(f"--temperature {cfg.temperature} must be > 0")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise ValueError(f"--limit {cfg.limit} must be >= 1")
+    if cfg.batch_size < 1:
+        raise ValueError(f"--batch-size {cfg.batch_size} must be >= 1")
+    if "{question}" not in cfg.prompt_template:
+        raise ValueError(f"--prompt-template {cfg.prompt_template!r} must contain {{question}}")
+    path = Path(cfg.model)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--model {cfg.model}: no such directory")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"--model {cfg.model}: not a checkpoint (no config.json)")
+    if cfg.backend == "vllm" and not torch.cuda.is_available():
+        raise ValueError("--backend vllm needs a CUDA GPU; use --backend hf on CPU")
+    for p in cfg.data:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"--data {p}: no such file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = EvalConfig(model="", data=[])
+    p = argparse.ArgumentParser(
+        prog="era-llm-eval",
+        description="mean@k / pass@k on math sets (math-verify grading), greedy or sampled.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    a = p.add_argument
+    a("--model", required=True, help="local checkpoint directory (save_pretrained)")
+    a("--data", required=True, nargs="+", help="JSONL set(s), e.g. .../math-eval/math500.jsonl")
+    a("--out", default=d.out)
+    a(
+        "--mode",
+        choices=("greedy", "sampled", "paper"),
+        default=d.mode,
+        help="paper: sampled for AIME24/25 and AMC23, greedy for the rest",
+    )
+    a("--k", type=int, default=d.k, help="responses per question when sampling")
+    a("--temperature", type=float, default=d.temperature)
+    a("--max-new-tokens", type=int, default=d.max_new_tokens)
+    a("--limit", type=int, default=None, help="first N questions of each set")
+    a("--batch-size", type=int, default=d.batch_size, help="questions per generate call")
+    a("--prompt-template", default=d.prompt_template, help="format string with {question}")
+    a("--chat-template", choices=("auto", "on", "off"), default=d.chat_template)
+    a("--backend", choices=("hf", "vllm"), default=d.backend)
+    a("--seed", type=int, default=d.seed)
+    a("--threads", type=int, default=d.threads, help="CPU threads (0: torch's default)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
+    try:
+        results = evaluate(cfg)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        parser.error(str(exc))
+    print((Path(cfg.out) / "results.md").read_text())
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

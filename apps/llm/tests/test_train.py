@@ -1,0 +1,215 @@
+"""era-llm-train on CPU: a smoke run, exact resume, bad input, GRPO that learns, the comparison."""
+
+import csv
+import json
+
+import pytest
+import torch
+from era_llm_app.train import group_advantages, main
+from transformers import AutoModelForCausalLM
+
+from era_core.runlog import read_jsonl
+
+# A small, fast budget: short warm-up, 8 prompts x 4 responses, 1-2 digit addition.
+QUICK = ["--quick", "--eval-size", "16", "--no-tensorboard"]
+ENTROPY_KEYS = (
+    "frac_below",
+    "frac_inside",
+    "frac_above",
+    "top_entropy_mean",
+    "rest_entropy_mean",
+    "scale_mean",
+)
+
+
+def test_smoke_run_writes_metrics_checkpoint_model_and_plots(tmp_path):
+    out = tmp_path / "run"
+    assert main(["--steps", "3", "--out", str(out), "--eval-every", "2", *QUICK]) == 0
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        for key in (*ENTROPY_KEYS, "reward_mean", "accuracy", "token_entropy_mean"):
+            assert r[key] is not None, key
+        assert r["frac_below"] + r["frac_inside"] + r["frac_above"] == pytest.approx(1.0)
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert r["top_entropy_mean"] >= r["rest_entropy_mean"] >= 0.0
+    assert [r.get("eval_accuracy") is not None for r in rows] == [False, True, True]
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert set(ENTROPY_KEYS) <= set(header)
+    warmup = read_jsonl(out / "warmup" / "metrics.jsonl")
+    assert warmup[-1]["step"] == 40 and warmup[-1]["eval_accuracy"] is not None
+    for name in (
+        "DONE",
+        "summary.json",
+        "config.json",
+        "checkpoint.pt",
+        "entropy.png",
+        "reward.png",
+    ):
+        assert (out / name).is_file(), name
+    assert (out / "entropy.png").stat().st_size > 1000
+    model = AutoModelForCausalLM.from_pretrained(out / "model")  # loadable by era-llm-eval
+    assert model.config.model_type == "qwen3"
+    # A finished run is not silently overwritten.
+    with pytest.raises(SystemExit) as exc:
+        main(["--steps", "3", "--out", str(out), *QUICK])
+    assert exc.value.code == 2
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    # 1-digit sums and a band above the policy's entropy: ERA sharpens correct responses.
+    common = [
+        *QUICK,
+        "--ckpt-every",
+        "2",
+        "--eval-every",
+        "2",
+        "--max-digits",
+        "1",
+        "--warmup-steps",
+        "80",
+        "--era-low",
+        "4",
+        "--era-high",
+        "5",
+    ]
+    full, part = tmp_path / "full", tmp_path / "part"
+    main(["--steps", "4", "--out", str(full), *common])
+    main(["--steps", "2", "--out", str(part), *common])
+    assert not (part / "DONE").exists() or read_jsonl(part / "metrics.jsonl")[-1]["step"] == 2
+    main(["--steps", "4", "--out", str(part), "--resume", *common])
+
+    a = torch.load(full / "checkpoint.pt", weights_only=False)
+    b = torch.load(part / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 4
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert torch.equal(a["torch_rng"], b["torch_rng"])
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "step_time_s"} for r in rows]
+
+    rows_full = strip(read_jsonl(full / "metrics.jsonl"))
+    rows_part = strip(read_jsonl(part / "metrics.jsonl"))
+    assert rows_full == rows_part and len(rows_full) == 4
+    assert any(r["scale_mean"] != 1.0 for r in rows_full)  # ERA did scale some responses
+    with open(part / "metrics.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_changed_configuration(tmp_path):
+    out = tmp_path / "run"
+    main(["--steps", "1", "--out", str(out), *QUICK])
+    with pytest.raises(SystemExit) as exc:
+        main(["--steps", "2", "--out", str(out), "--resume", "--lr", "0.5", *QUICK])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--era-low", "3", "--era-high", "0.45"], "--era-low 3.0 must be < --era-high 0.45"),
+        (["--era-low", "1", "--era-high", "1"], "--era-low 1.0 must be < --era-high 1.0"),
+        (["--era-k", "1"], "--era-k 1.0 must be > 1"),
+        (["--era-k", "0.5"], "--era-k 0.5 must be > 1"),
+        (["--model", "/nonexistent/ckpt"], "--model /nonexistent/ckpt: no such directory"),
+        (["--group-size", "1"], "--group-size 1 must be >= 2"),
+        (["--max-digits", "12"], "max_digits"),
+        (["--rollout", "vllm"], "--rollout vllm needs --model"),
+    ],
+)
+def test_bad_input_fails_before_training(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        main(["--steps", "1", "--out", str(out), *QUICK, *flags])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # nothing written
+
+
+def test_data_file_with_missing_field_fails_before_training(tmp_path, capsys):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "1+1=", "answer": "2"}\n{"prompt": "2+2="}\n')
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        main(["--steps", "1", "--out", str(out), "--data", str(data), *QUICK])
+    err = capsys.readouterr().err
+    assert "line 2 lacks field(s) ['answer']" in err
+    assert not out.exists()
+
+
+def test_model_path_that_is_not_a_checkpoint(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "run"), "--model", str(tmp_path / "empty"), *QUICK])
+    assert "not a checkpoint (no config.json)" in capsys.readouterr().err
+
+
+def test_group_advantages_and_dynamic_sampling_match_a_loop():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    adv, keep = group_advantages(rewards, 4)
+    for g in range(3):
+        r = rewards[4 * g : 4 * g + 4].tolist()
+        mean = sum(r) / 4
+        std = (sum((x - mean) ** 2 for x in r) / 3) ** 0.5
+        for j in range(4):
+            want = (r[j] - mean) / (std + 1e-6)
+            assert adv[4 * g + j].item() == pytest.approx(want, abs=1e-5)
+            assert bool(keep[4 * g + j]) == (max(r) > min(r))
+    assert keep.tolist()[4:8] == [False] * 4  # the all-correct group is dropped
+
+
+def test_grpo_learns_the_synthetic_task(tmp_path):
+    """From a short warm-up (~40 %), 20 GRPO steps on 1-digit addition raise held-out accuracy."""
+    out = tmp_path / "run"
+    main(
+        [
+            "--steps",
+            "20",
+            "--out",
+            str(out),
+            "--no-era",
+            "--max-digits",
+            "1",
+            "--warmup-steps",
+            "60",
+            "--prompts-per-step",
+            "8",
+            "--group-size",
+            "8",
+            "--eval-every",
+            "20",
+            "--eval-size",
+            "64",
+            "--no-tensorboard",
+            "--lr",
+            "3e-4",
+        ]
+    )
+    before = read_jsonl(out / "warmup" / "metrics.jsonl")[-1]["eval_accuracy"]
+    rows = read_jsonl(out / "metrics.jsonl")
+    after = rows[-1]["eval_accuracy"]
+    assert after >= before + 0.1, (before, after)
+    first, last = (sum(r["reward_mean"] for r in part) / 5 for part in (rows[:5], rows[-5:]))
+    assert last > first, (first, last)
+
+
+def test_compare_mode_writes_machine_readable_summary(tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK]) == 0
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["grpo", "era", "entropy-bonus"]
+    assert all(int(r["steps"]) == 2 and r["tail_top_entropy_mean"] for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["aggregate"]) == {"grpo", "era", "entropy-bonus"}
+    md = (out / "summary.md").read_text()
+    assert "| era |" in md and "compare_entropy.png" in md
+    for name in ("compare_entropy.png", "compare_accuracy.png"):
+        assert (out / name).stat().st_size > 1000
+    bonus = json.loads((out / "entropy-bonus" / "seed0" / "config.json").read_text())
+    assert bonus["entropy_bonus_target"] == 0.45 and bonus["era"] is False
+    # Started again, complete runs are skipped and the summary is rewritten.
+    mtime = (out / "era" / "seed0" / "DONE").stat().st_mtime
+    main(["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK])
+    assert (out / "era" / "seed0" / "DONE").stat().st_mtime == mtime
