@@ -1,0 +1,128 @@
+"""era-llm-eval: pass@k against enumeration, grading of real items, the pipeline and its table."""
+
+import csv
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from era_llm_app.evaluate import main, pass_at_k, score_item
+from hypothesis import given
+from hypothesis import strategies as st
+
+from era_llm.toy import char_tokenizer, tiny_causal_lm
+
+MATH_EVAL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "math-eval"
+needs_data = pytest.mark.skipif(not MATH_EVAL.is_dir(), reason=f"no math-eval data at {MATH_EVAL}")
+
+
+@given(
+    st.integers(1, 7).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n), st.integers(1, n)))
+)
+def test_pass_at_k_equals_enumeration_over_subsets(nck):
+    n, c, k = nck
+    outcomes = [1] * c + [0] * (n - c)
+    subsets = list(itertools.combinations(outcomes, k))
+    naive = sum(any(s) for s in subsets) / len(subsets)
+    assert pass_at_k(n, c, k) == pytest.approx(naive)
+
+
+def test_pass_at_k_rejects_impossible_counts():
+    with pytest.raises(ValueError, match="n=2, c=3"):
+        pass_at_k(2, 3, 1)
+
+
+@needs_data
+def test_score_item_grades_a_real_math500_item():
+    row = json.loads((MATH_EVAL / "math500.jsonl").open().readline())
+    from era_llm.verify import math_eval_item
+
+    _, reference = math_eval_item(row)  # (3, pi/2) in polar coordinates
+    responses = [
+        r"So $(r, \theta) = \boxed{\left(3, \frac{\pi}{2}\right)}$.",
+        r"\boxed{(3, \pi)}",
+        "no boxed answer",
+        r"\boxed{(3,\tfrac{\pi}{2})}",
+    ]
+    grades, mean_k, pass_k = score_item(responses, reference)
+    assert grades == [1.0, 0.0, 0.0, 1.0]
+    assert mean_k == 0.5 and pass_k == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny")
+    tok = char_tokenizer()
+    tiny_causal_lm(tok, seed=0).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@needs_data
+def test_eval_pipeline_on_real_items_writes_tables(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    data = [
+        str(MATH_EVAL / "math500.jsonl"),
+        str(MATH_EVAL / "aime24.jsonl"),
+        str(MATH_EVAL / "olympiadbench.jsonl"),
+    ]
+    code = main(
+        [
+            "--model",
+            str(tiny_checkpoint),
+            "--data",
+            *data,
+            "--mode",
+            "paper",
+            "--k",
+            "3",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ]
+    )
+    assert code == 0
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["dataset"] for r in rows] == ["math500", "aime24", "olympiadbench", "Avg"]
+    by_name = {r["dataset"]: r for r in rows}
+    assert by_name["math500"]["mode"] == "greedy" and by_name["math500"]["k"] == "1"
+    assert by_name["aime24"]["mode"].startswith("sampled") and by_name["aime24"]["k"] == "3"
+    for r in rows:
+        assert 0.0 <= float(r["mean_at_k"]) <= float(r["pass_at_k"]) <= 100.0
+    # The random tiny model never boxes the right answer: every grade is 0, and the table
+    # agrees with the per-response records.
+    for name, k in (("math500", 1), ("aime24", 3), ("olympiadbench", 1)):
+        records = [json.loads(line) for line in (out / "responses" / f"{name}.jsonl").open()]
+        assert len(records) == 2
+        assert all(len(r["responses"]) == k and r["grades"] == [0.0] * k for r in records)
+        assert float(by_name[name]["mean_at_k"]) == 0.0
+    md = (out / "results.md").read_text()
+    assert "| math500 | 2 | greedy | 1 | 0.0 | 0.0 |" in md
+    assert "| aime24 | 2 | sampled (T=1) | 3 |" in md
+    assert json.loads((out / "results.json").read_text())["config"]["k"] == 3
+    assert "| Avg |" in capsys.readouterr().out
+
+
+def test_eval_bad_input_is_a_clear_error(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "no answer here"}\n')
+    cases = [
+        (["--model", str(tmp_path / "missing"), "--data", str(bad)], "no such directory"),
+        (
+            ["--model", str(tiny_checkpoint), "--data", str(tmp_path / "nope.jsonl")],
+            "nope.jsonl: no such file",
+        ),
+        (["--model", str(tiny_checkpoint), "--data", str(bad)], "line 2: row has no reference"),
+        (["--model", str(tiny_checkpoint), "--data", str(bad), "--k", "0"], "--k 0 must be >= 1"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--out", str(tmp_path / "o")])
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
