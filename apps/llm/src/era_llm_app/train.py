@@ -97,7 +97,7 @@ class TrainConfig:
     adv_scale: bool = False
     # adaptive entropy bonus (off unless a target is given)
     entropy_bonus_target: float | None = None
-    entropy_bonus_lr: float = 0.01
+    entropy_bonus_lr: float = 0.05
     # evaluation, logging, checkpoints
     eval_every: int = 10
     eval_size: int = 128

@@ -1,0 +1,38 @@
+"""docs/llm.md stays true to the code: its flags exist and its Python blocks run."""
+
+import re
+from pathlib import Path
+
+import pytest
+from era_llm_app.evaluate import build_parser as eval_parser
+from era_llm_app.train import build_parser as train_parser
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "llm.md"
+TEXT = DOC.read_text()
+UV_FLAGS = {"--package", "--extra"}  # of `uv sync` in the install line
+
+
+def _options(parser) -> set[str]:
+    return {opt for action in parser._actions for opt in action.option_strings}
+
+
+def test_every_flag_in_the_docs_exists():
+    known = _options(train_parser()) | _options(eval_parser())
+    mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", TEXT)) - UV_FLAGS
+    assert mentioned, "no flags found"
+    assert mentioned <= known, sorted(mentioned - known)
+
+
+def test_every_train_flag_is_documented():
+    undocumented = {o for o in _options(train_parser()) if o.startswith("--")} - set(
+        re.findall(r"--[a-z][a-z0-9-]*", TEXT)
+    )
+    assert undocumented <= {"--help"}, sorted(undocumented)
+
+
+@pytest.mark.parametrize(
+    "block", re.findall(r"```python\n(.*?)```", TEXT, flags=re.S), ids=lambda b: b[:30]
+)
+def test_python_blocks_run(block, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, str(DOC), "exec"), {})
