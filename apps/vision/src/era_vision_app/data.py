@@ -1,0 +1,213 @@
+"""Datasets of era-vision-train: embedded digits, CIFAR-10 python pickles, ImageFolder trees.
+
+Every dataset yields ``(PIL image, label)``; the transforms are timm's (``create_transform``),
+so one pipeline serves all three. :func:`load_datasets` checks the layout and the class count
+before anything is trained and raises :class:`DataError` with the path and what was expected.
+
+* ``digits`` (default, no download): scikit-learn's handwritten digits (1,797 8x8 grey images,
+  10 classes, shipped inside the wheel), upsampled once to 32x32 RGB (bicubic). A fixed,
+  stratified split (``random_state=0``): 1,347 train / 450 test images.
+* ``cifar10``: the python-pickle folder of CIFAR-10 (``data_batch_1`` .. ``data_batch_5``,
+  ``test_batch``, ``batches.meta``), as unpacked from ``cifar-10-python.tar.gz``.
+* ``imagefolder``: ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg`` (ImageNet's
+  usual layout); classes are the sorted folder names of ``train/``, and ``val/`` must hold
+  the same ones.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+__all__ = [
+    "CIFAR10_FILES",
+    "DataError",
+    "Datasets",
+    "ImageArrayDataset",
+    "detect_layout",
+    "load_cifar10",
+    "load_datasets",
+    "load_digits_split",
+]
+
+CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+DIGITS_SIZE = 32
+DIGITS_TEST_SIZE = 450
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"}
+
+
+class DataError(ValueError):
+    """The data directory is missing, has an unknown layout, or its classes do not match."""
+
+
+class ImageArrayDataset(Dataset):
+    """In-memory uint8 images ``(N, H, W, 3)`` with integer labels, as PIL images."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform=None) -> None:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
+            )
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = Image.fromarray(self.images[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+
+@dataclass
+class Datasets:
+    """Train and validation sets (transforms still unset), class names and the layout name."""
+
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+    layout: str  # "digits" | "cifar10" | "imagefolder"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def load_digits_split(size: int = DIGITS_SIZE) -> tuple[np.ndarray, ...]:
+    """The embedded digits as uint8 RGB ``size x size`` images: ``x_train, y_train, x_test, y_test``."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    grey = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # values 0..16 -> 0..255
+    big = np.stack(
+        [np.asarray(Image.fromarray(g).resize((size, size), Image.BICUBIC)) for g in grey]
+    )
+    rgb = np.repeat(big[..., None], 3, axis=-1)
+    x_train, x_test, y_train, y_test = train_test_split(
+        rgb, digits.target, test_size=DIGITS_TEST_SIZE, stratify=digits.target, random_state=0
+    )
+    return x_train, y_train, x_test, y_test
+
+
+def load_cifar10(root: Path) -> Datasets:
+    """CIFAR-10 from its python pickles (50,000 train / 10,000 test images at 32x32)."""
+
+    def unpickle(name: str) -> dict:
+        with open(root / name, "rb") as handle:
+            return pickle.load(handle, encoding="bytes")
+
+    def images(batch: dict) -> tuple[np.ndarray, np.ndarray]:
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise DataError(f"{root}: CIFAR-10 batch data must be (N, 3072), got {data.shape}")
+        return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.asarray(batch[b"labels"])
+
+    parts = [images(unpickle(f"data_batch_{i}")) for i in range(1, 6)]
+    x_train = np.concatenate([x for x, _ in parts])
+    y_train = np.concatenate([y for _, y in parts])
+    x_test, y_test = images(unpickle("test_batch"))
+    classes = [name.decode() for name in unpickle("batches.meta")[b"label_names"]]
+    for split, y in (("train", y_train), ("test", y_test)):
+        if y.size and (y.min() < 0 or y.max() >= len(classes)):
+            raise DataError(
+                f"{root}: {split} labels range over [{y.min()}, {y.max()}] but batches.meta "
+                f"names {len(classes)} classes"
+            )
+    return Datasets(
+        ImageArrayDataset(np.ascontiguousarray(x_train), y_train),
+        ImageArrayDataset(np.ascontiguousarray(x_test), y_test),
+        classes,
+        "cifar10",
+    )
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def load_imagefolder(root: Path) -> Datasets:
+    """``root/train/<class>/...`` and ``root/val/<class>/...`` through timm's ``ImageDataset``."""
+    from timm.data import ImageDataset
+
+    train_classes = _class_dirs(root / "train")
+    val_classes = _class_dirs(root / "val")
+    if not train_classes:
+        raise DataError(f"{root / 'train'} has no class folders (expected train/<class>/<image>)")
+    if train_classes != val_classes:
+        only_train = sorted(set(train_classes) - set(val_classes))
+        only_val = sorted(set(val_classes) - set(train_classes))
+        raise DataError(
+            f"class-count mismatch in {root}: train/ has {len(train_classes)} classes, val/ has "
+            f"{len(val_classes)} (only in train: {only_train[:5]}, only in val: {only_val[:5]})"
+        )
+    for split in ("train", "val"):
+        if not any(
+            f.suffix.lower() in IMAGE_EXTENSIONS for f in (root / split).rglob("*") if f.is_file()
+        ):
+            raise DataError(
+                f"{root / split} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
+    class_map = {name: index for index, name in enumerate(train_classes)}
+    return Datasets(
+        ImageDataset(str(root / "train"), class_map=class_map),
+        ImageDataset(str(root / "val"), class_map=class_map),
+        train_classes,
+        "imagefolder",
+    )
+
+
+def detect_layout(data_dir: str | Path | None) -> str:
+    """``digits`` for no directory, else ``cifar10`` or ``imagefolder``; ``DataError`` otherwise."""
+    if data_dir is None:
+        return "digits"
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"--data-dir {str(data_dir)!r} does not exist or is not a directory")
+    present = [name for name in CIFAR10_FILES if (root / name).is_file()]
+    if len(present) == len(CIFAR10_FILES):
+        return "cifar10"
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return "imagefolder"
+    missing = [name for name in CIFAR10_FILES if name not in present]
+    hint = f" (CIFAR-10 files missing: {', '.join(missing)})" if present else ""
+    raise DataError(
+        f"--data-dir {str(data_dir)!r} has an unknown layout{hint}: expected either an ImageFolder "
+        f"tree with train/<class>/ and val/<class>/ subfolders, or the CIFAR-10 python folder "
+        f"({', '.join(CIFAR10_FILES)})"
+    )
+
+
+def load_datasets(data_dir: str | Path | None, num_classes: int | None = None) -> Datasets:
+    """The datasets for ``--data-dir`` (``None``: the embedded digits).
+
+    ``num_classes`` (from a preset or ``--num-classes``) must equal the data's class count.
+    """
+    layout = detect_layout(data_dir)
+    if layout == "digits":
+        x_train, y_train, x_test, y_test = load_digits_split()
+        data = Datasets(
+            ImageArrayDataset(x_train, y_train),
+            ImageArrayDataset(x_test, y_test),
+            [str(i) for i in range(10)],
+            "digits",
+        )
+    elif layout == "cifar10":
+        data = load_cifar10(Path(data_dir))
+    else:
+        data = load_imagefolder(Path(data_dir))
+    if num_classes is not None and num_classes != data.num_classes:
+        where = "the embedded digits" if data_dir is None else repr(str(data_dir))
+        raise DataError(
+            f"class-count mismatch: expected --num-classes {num_classes}, but {where} "
+            f"({layout}) has {data.num_classes} classes"
+        )
+    return data
