@@ -10,14 +10,18 @@ does, with ERA's mixed scales ``c in {2, 1, 0.5}`` (a quarter sharpened, a quart
 Cases, side by side in one run (each in its own subprocess, so peak memory is its own):
 
 * ``naive ERA``: the loop above with the scales;
-* ``ours ERA``: ``token_logprobs(logits, labels, scale=c)``;
-* ``ours plain``: ``token_logprobs(logits, labels)`` (no scale: the plain GRPO pass);
+* ``ours ERA``: ``token_logprobs(logits, labels, scale=c, compile=True)`` (fused kernels; the
+  compilation happens in the untimed warm-up step);
+* ``ours plain``: ``token_logprobs(logits, labels, compile=True)`` (no scale: the plain pass);
+* ``ours ERA, eager``: ``token_logprobs(logits, labels, scale=c)`` without ``torch.compile``;
 * on CUDA also ``ours ERA from hidden``: ``token_logprobs_from_hidden`` (no logits at all) and
   ``naive ERA from hidden`` (``lm_head`` then the naive loop).
 
-Reported: median wall time of a forward+backward (after a warm-up), peak memory above the inputs
-(CPU: the child's peak RSS minus its RSS after building the inputs; CUDA:
-``torch.cuda.max_memory_allocated`` minus the allocation after building the inputs), and the
+Reported: median wall time of a forward+backward (after a warm-up step, which also compiles),
+peak memory during the timed steps above what the process held before them (CPU: the peak RSS,
+reset after the warm-up through ``/proc/self/clear_refs``, minus the RSS then; CUDA:
+``torch.cuda.max_memory_allocated`` minus the allocation then; the gradient of the inputs is
+freed before and so counted), and the
 ratios naive / ours (goal: >= 3x faster, >= 2x less memory) and ours ERA / ours plain (goal:
 <= 1.10).
 
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
@@ -106,11 +111,14 @@ def run_case(case: str, shape: dict, device: str, reps: int) -> dict:
         if case == "naive ERA":
             lp, _ = naive_logprobs(logits, labels, scale)
         elif case == "ours ERA":
-            lp = token_logprobs(logits, labels, scale=scale).logprobs
+            lp = token_logprobs(logits, labels, scale=scale, compile=True).logprobs
         elif case == "ours plain":
-            lp = token_logprobs(logits, labels).logprobs
+            lp = token_logprobs(logits, labels, compile=True).logprobs
+        elif case == "ours ERA, eager":
+            lp = token_logprobs(logits, labels, scale=scale).logprobs
         elif case == "ours ERA from hidden":
-            lp = token_logprobs_from_hidden(hidden, weight, labels, scale=scale).logprobs
+            lp = token_logprobs_from_hidden(hidden, weight, labels, scale=scale, compile=True)
+            lp = lp.logprobs
         elif case == "naive ERA from hidden":
             lp, _ = naive_logprobs(hidden @ weight.T, labels, scale)
         else:
@@ -121,15 +129,19 @@ def run_case(case: str, shape: dict, device: str, reps: int) -> dict:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = _rss_peak_bytes()
     try:
-        step()  # warm-up (also allocates the gradients once)
+        step()  # warm-up: compiles the kernels (compile=True) and touches the allocator once
         sync()
+        # peak memory is measured from here: compilation and the first-call caches are not in it
+        for x in inputs:
+            x.grad = None
+        gc.collect()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            base = _reset_rss_peak()
         times = []
         for _ in range(reps):
             start = time.perf_counter()
@@ -141,13 +153,34 @@ def run_case(case: str, shape: dict, device: str, reps: int) -> dict:
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = _rss_peak_bytes() - base
+        peak = _rss_peak() - base
     return {"case": case, "time_s": statistics.median(times), "times": times, "peak_bytes": peak}
 
 
-def _rss_peak_bytes() -> int:
-    # ru_maxrss is in KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def _status_kib(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_rss_peak() -> int:
+    """Reset the process's peak RSS (Linux: write 5 to /proc/self/clear_refs); return the RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status_kib("VmRSS") * 1024
+    except (OSError, TypeError):  # no procfs: fall back to the high-water mark so far
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _rss_peak() -> int:
+    hwm = _status_kib("VmHWM")
+    if hwm is not None:
+        return hwm * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +217,7 @@ def table(results: list[dict], shape: dict, device: str, command: str) -> str:
         + (f", torch threads {results[0].get('threads')}" if results[0].get("threads") else "")
         + ".",
         "",
-        "| case | time (median) | peak memory above inputs |",
+        "| case | time (median) | peak memory during the timed steps |",
         "|---|---|---|",
     ]
     for r in results:
@@ -269,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--device cuda: no CUDA device is available")
     shape = SHAPES[args.device + ("-quick" if args.quick else "")]
     reps = args.reps or (1 if args.quick else 3)
-    cases = ["naive ERA", "ours ERA", "ours plain"]
+    cases = ["naive ERA", "ours ERA", "ours plain", "ours ERA, eager"]
     if args.device == "cuda":
         cases += ["naive ERA from hidden", "ours ERA from hidden"]
     results = []
