@@ -213,3 +213,23 @@ def test_compare_mode_writes_machine_readable_summary(tmp_path):
     mtime = (out / "era" / "seed0" / "DONE").stat().st_mtime
     main(["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK])
     assert (out / "era" / "seed0" / "DONE").stat().st_mtime == mtime
+
+
+def test_teacher_forced_logits_reproduce_greedy_generation():
+    """Left-padded prompts, position ids and the response slice line up with generate()."""
+    from era_llm_app.common import HFRollout
+    from era_llm_app.train import response_logits
+
+    from era_llm.toy import char_tokenizer, tiny_causal_lm
+
+    tok = char_tokenizer()
+    model = tiny_causal_lm(tok, seed=3)
+    roll = HFRollout(model, tok).generate(
+        ["1+2=", "12+34=", "7*8="], 2, max_new_tokens=5, greedy=True
+    )
+    assert roll.prompt_mask[0, 0] == 0  # the short prompts are left-padded
+    with torch.no_grad():
+        logits = response_logits(model.eval(), roll, slice(None), "cpu")
+    mask = roll.response_mask.bool()
+    assert mask.any(1).all()
+    assert torch.equal(logits.argmax(-1)[mask], roll.response_ids[mask])

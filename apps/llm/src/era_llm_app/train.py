@@ -349,9 +349,9 @@ def sequence_batch(rollout, rows: torch.Tensor | slice, device: torch.device):
 def response_logits(model, rollout, rows, device) -> torch.Tensor:
     """``[rows, R, V]`` logits that predict each response token (teacher forcing)."""
     ids, attn, pos = sequence_batch(rollout, rows, device)
-    prompt_len = rollout.prompt_ids.shape[1]
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
-    return logits[:, prompt_len - 1 : -1]
+    keep = rollout.response_ids.shape[1] + 1  # no logits for the prompt (long for real models)
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=keep).logits
+    return logits[:, :-1]
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
