@@ -36,3 +36,14 @@ def test_every_train_flag_is_documented():
 def test_python_blocks_run(block, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(block, str(DOC), "exec"), {})
+
+
+def test_documented_comparison_command_uses_the_recommended_arguments():
+    from era_llm_app.compare import RECOMMENDED_ARGS
+
+    command = re.search(r"era-llm-train --compare[^`]*", TEXT).group(0)
+    words = command.replace("\\\n", " ").split()
+    pairs = list(zip(RECOMMENDED_ARGS[::2], RECOMMENDED_ARGS[1::2], strict=True))
+    for flag, value in pairs:
+        assert words[words.index(flag) + 1] == value, flag
+    train_parser().parse_args(["--compare", *RECOMMENDED_ARGS])  # valid flags and values

@@ -35,6 +35,23 @@ from era_llm_app.plots import plot_comparison
 from era_llm_app.train import CHECKPOINT, TrainConfig, summarize_run, train, validate
 
 METHODS = ("grpo", "era", "entropy-bonus")
+# The CPU-scale setting of docs/llm.md (for callers such as era-reproduce):
+#   era-llm-train --compare --seeds 0 1 2 --out DIR *RECOMMENDED_ARGS
+# A longer warm-up makes the tiny model confident (top-20 % entropy ~0.87 nats at the start of
+# GRPO); its 2-4-token answers never reach the paper's 0.45 floor in 300 steps, so the band's
+# lower bound is raised to 0.8 (the entropy-bonus target follows it).
+RECOMMENDED_ARGS = (
+    "--steps",
+    "300",
+    "--warmup-steps",
+    "600",
+    "--lr",
+    "5e-4",
+    "--era-low",
+    "0.8",
+    "--eval-every",
+    "25",
+)
 SUMMARY_COLUMNS = (
     "method",
     "seed",
