@@ -310,7 +310,14 @@ _COMPILED: dict[str, object] = {}
 def _compiled(name: str):
     fn = _COMPILED.get(name)
     if fn is None:
-        fn = torch.compile({"fwd": _kernel_forward, "grad": _kernel_grad}[name], dynamic=True)
+        compiled = torch.compile({"fwd": _kernel_forward, "grad": _kernel_grad}[name], dynamic=True)
+
+        def fn(*args):
+            # Chunks are views at varying offsets; "duck sizing" would guard on accidental
+            # equalities between their sizes and offsets and recompile for every chunk.
+            with torch.fx.experimental._config.patch(use_duck_shape=False):
+                return compiled(*args)
+
         _COMPILED[name] = fn
     return fn
 
