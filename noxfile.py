@@ -16,7 +16,7 @@ import nox
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "workspace", "core", "control", "vision", "llm"]
+nox.options.sessions = ["lint", "workspace", "core", "control", "vision", "llm", "reproduce"]
 
 PACKAGES = {
     "core": "era-core",
@@ -109,6 +109,20 @@ def vision(session: nox.Session) -> None:
 def llm(session: nox.Session) -> None:
     """era-llm (PyTorch, transformers); never JAX."""
     package_tests(session, "llm")
+
+
+@nox.session
+def reproduce(session: nox.Session) -> None:
+    """era-reproduce end to end at a smoke budget (all three domain apps installed)."""
+    sync(session, "--package", "era-reproduce", "--extra", "all", "--extra", "test")
+    session.run(
+        "pytest",
+        "apps/reproduce",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
+    )
 
 
 @nox.session

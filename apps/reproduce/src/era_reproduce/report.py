@@ -96,9 +96,9 @@ def render(sections: list[Section], out: Path, *, mode: str, total_wall_s: float
         f"total wall time {total_wall_s / 60:.1f} min.",
         "",
     ]
-    if mode.startswith("quick"):
+    if mode != "full":
         lines += [
-            "**Read this first.** These are the *quick* budgets: tiny models, a few thousand "
+            f"**Read this first.** These are the *{mode}* budgets: tiny models, a few thousand "
             "steps, a few seeds, on a CPU. They are far below the paper's budgets (1M env "
             "steps and 10 seeds for control, 200 ImageNet/CIFAR-10 epochs for vision, "
             "Qwen2.5-Math-7B for the LLM), so they show whether the mechanism works and which "

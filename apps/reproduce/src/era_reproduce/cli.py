@@ -1,0 +1,127 @@
+"""`era-reproduce`: one command for the paper's three domains, and a report next to its numbers.
+
+    uv run era-reproduce --quick                 # CPU, no downloads, ~15 minutes, all domains
+    uv run era-reproduce --quick --domain vision # one domain
+    uv run era-reproduce --full --domain vision --preset table1-cifar10-aug --vision-data PATH
+
+Each experiment runs as its own process (`python -m <app>`), logging to `OUT/logs/`; a domain
+that fails does not stop the others, its report section says what failed, and the exit code is
+non-zero. The report is `OUT/report.md`, with PNG figures under `OUT/figures/` and the raw CSVs
+under each run's directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from era_core.runlog import atomic_write_text
+
+from . import plans
+from .report import render
+from .runner import execute, module_available
+
+DOMAINS = ("control", "vision", "llm")
+
+
+def gpu_present() -> str | None:
+    """The first GPU's name from nvidia-smi, or None (framework-free on purpose)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return out.splitlines()[0] if out else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="era-reproduce",
+        description="Reproduce the ERA paper's three domains and write a report beside its numbers.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small real runs on CPU (default)")
+    mode.add_argument(
+        "--full", action="store_true", help="the paper-scale recipes (GPU, real data)"
+    )
+    parser.add_argument(
+        "--domain",
+        choices=DOMAINS,
+        action="append",
+        help="run only this domain (repeatable); default: all three",
+    )
+    parser.add_argument("--preset", help="with --full: the domain's paper preset to run")
+    parser.add_argument(
+        "--out", type=Path, help="output directory (default runs/reproduce-<timestamp>)"
+    )
+    parser.add_argument("--vision-data", type=Path, help="with --full: CIFAR-10 / ImageNet folder")
+    parser.add_argument("--llm-model", type=Path, help="with --full: local model checkpoint")
+    parser.add_argument("--llm-data", type=Path, help="with --full: training data (jsonl/parquet)")
+    parser.add_argument("--timeout", type=float, default=None, help="per-run time limit in seconds")
+    # Test-only: an even smaller budget than --quick (also ERA_REPRODUCE_BUDGET=smoke).
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    domains = list(dict.fromkeys(args.domain or DOMAINS))
+    full = bool(args.full)
+    if args.preset and not full:
+        parser.error("--preset needs --full (the quick runs have fixed budgets)")
+    budget = "full" if full else plans.quick_budget_name(args.smoke)
+    out = args.out or Path("runs") / f"reproduce-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if (out / "report.md").exists():
+        parser.error(f"--out {out} already holds a report; choose a new directory")
+
+    if full:
+        missing = plans.full_prerequisites(domains, args, gpu=gpu_present())
+        if missing:
+            print("era-reproduce --full cannot start; missing:", file=sys.stderr)
+            for line in missing:
+                print(f"  - {line}", file=sys.stderr)
+            return 2
+
+    runs_by_domain = {}
+    for domain in domains:
+        runs_by_domain[domain] = plans.runs_for(domain, out / domain, budget=budget, args=args)
+    for domain in domains:
+        app = plans.APP_MODULES[domain]
+        if not module_available(app):
+            print(
+                f"[{domain}] {app} is not installed (install it with `{plans.INSTALL[domain]}`); "
+                "its section will say so",
+                file=sys.stderr,
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    all_runs = [run for domain in domains for run in runs_by_domain[domain]]
+    results = execute(all_runs, out / "logs", timeout_s=args.timeout)
+    sections = []
+    for domain in domains:
+        mine = [r for r in results if r.run.domain == domain]
+        sections.append(plans.summarize(domain, mine, out, budget=budget))
+    total = time.perf_counter() - start
+    text = render(sections, out, mode=budget, total_wall_s=total)
+    atomic_write_text(out / "report.md", text)
+    print()
+    print(plans.summary_table(sections))
+    print(f"\nreport: {out / 'report.md'}")
+    return 0 if all(s.ok for s in sections) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

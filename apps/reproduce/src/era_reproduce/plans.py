@@ -1,0 +1,443 @@
+"""What each domain runs (budgets fixed here, before any outcome was seen) and how it is summarised.
+
+Budgets (`BUDGETS`):
+
+* ``quick``: the README's main command on a 2-core CPU, about 15 minutes in all. Each
+  comparison uses 2 seeds. These numbers were set from measured run *times*, never from which
+  method won.
+* ``smoke``: the end-to-end test's budget (same code path, seconds per run).
+* ``full``: the paper-scale presets of each domain app, for a GPU machine with the real data.
+
+Every run is a domain app's own command; this module only chooses the arguments and reads the
+files the apps write (``metrics.jsonl``, ``summary.csv``) to build the report's tables and
+figures. No domain logic lives here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+from .report import Section, markdown_table, mean_std, paper_numbers, pm
+from .runner import Run, RunResult
+
+APP_MODULES = {"control": "era_control_app", "vision": "era_vision_app", "llm": "era_llm_app"}
+INSTALL = {
+    "control": 'pip install "era-reproduce[control]"',
+    "vision": 'pip install "era-reproduce[vision]"',
+    "llm": 'pip install "era-reproduce[llm]"',
+}
+
+BUDGETS = {
+    "quick": {
+        # SAC vs SAC-ERA, dmc/cartpole-swingup, the app's CPU preset (2x256, 1 update/step).
+        "control": {"env": "dmc/cartpole-swingup", "steps": 6000, "seeds": 2, "expected_s": 200},
+        # resnet18 on the embedded digits, --quick recipe; baseline vs ERA.
+        "vision": {"arms": ["digits-baseline", "digits-era"], "seeds": [0, 1], "expected_s": 200},
+        # GRPO vs GRPO+ERA vs adaptive entropy bonus on the synthetic task.
+        "llm": {"steps": 40, "seeds": [0, 1], "expected_s": 240},
+    },
+    "smoke": {
+        "control": {
+            "env": "dmc/cartpole-swingup",
+            "steps": 800,
+            "seeds": 2,
+            "expected_s": 60,
+            "extra": [
+                *("--log-interval", "200", "--eval-interval", "400"),
+                *("--checkpoint-interval", "400"),
+            ],
+        },
+        "vision": {
+            "arms": ["digits-baseline", "digits-era"],
+            "seeds": [0, 1],
+            "expected_s": 40,
+            "extra": ["--epochs", "1", "--limit-train-batches", "3", "--limit-val-batches", "2"],
+        },
+        "llm": {
+            "steps": 2,
+            "seeds": [0, 1],
+            "expected_s": 40,
+            "extra": ["--warmup-steps", "20", "--eval-size", "8"],
+        },
+    },
+}
+
+# --full: the paper-scale preset of each domain (override with --preset).
+FULL_PRESETS = {"control": "dmc-dog-humanoid", "vision": "table1-cifar10", "llm": "paper"}
+
+
+def quick_budget_name(smoke: bool) -> str:
+    if smoke or os.environ.get("ERA_REPRODUCE_BUDGET") == "smoke":
+        return "smoke"
+    return "quick"
+
+
+# ---------------------------------------------------------------------------------------------
+# runs
+
+
+def runs_for(domain: str, out: Path, *, budget: str, args) -> list[Run]:
+    if budget == "full":
+        return _full_runs(domain, out, args)
+    b = BUDGETS[budget][domain]
+    extra = list(b.get("extra", []))
+    if domain == "control":
+        runs = []
+        for algo in ("sac", "sac-era"):
+            argv = ["--algo", algo, "--env", b["env"], "--config", "cpu-cartpole"]
+            argv += ["--steps", str(b["steps"]), "--seeds", str(b["seeds"])]
+            argv += ["--out", str(out / algo), "--no-progress", *extra]
+            runs.append(
+                Run(
+                    "control",
+                    algo,
+                    "era_control_app.train",
+                    "era-control-train",
+                    tuple(argv),
+                    out / algo,
+                    b["expected_s"] / 2,
+                )
+            )
+        return runs
+    if domain == "vision":
+        argv = ["--preset", "digits-compare", "--quick", "--arms", *b["arms"], "--seeds"]
+        argv += [str(s) for s in b["seeds"]] + ["--out", str(out), "--no-progress", *extra]
+        return [
+            Run(
+                "vision",
+                "digits-compare",
+                "era_vision_app.train",
+                "era-vision-train",
+                tuple(argv),
+                out,
+                b["expected_s"],
+            )
+        ]
+    if domain == "llm":
+        argv = ["--compare", "--seeds", *[str(s) for s in b["seeds"]], "--steps", str(b["steps"])]
+        argv += ["--out", str(out), "--no-tensorboard", *extra]
+        return [
+            Run(
+                "llm",
+                "grpo-vs-era",
+                "era_llm_app.train",
+                "era-llm-train",
+                tuple(argv),
+                out,
+                b["expected_s"],
+            )
+        ]
+    raise ValueError(f"unknown domain {domain!r}")
+
+
+def _full_runs(domain: str, out: Path, args) -> list[Run]:
+    preset = args.preset or FULL_PRESETS[domain]
+    if domain == "control":
+        runs = []
+        for algo in ("sac", "sac-era"):
+            argv = ["--algo", algo, "--config", preset, "--out", str(out / algo)]
+            runs.append(
+                Run(
+                    "control",
+                    algo,
+                    "era_control_app.train",
+                    "era-control-train",
+                    tuple(argv),
+                    out / algo,
+                    3600.0,
+                )
+            )
+        return runs
+    if domain == "vision":
+        argv = ["--preset", preset, "--data-dir", str(args.vision_data), "--out", str(out)]
+        return [
+            Run(
+                "vision",
+                preset,
+                "era_vision_app.train",
+                "era-vision-train",
+                tuple(argv),
+                out,
+                3600.0,
+            )
+        ]
+    argv = ["--compare", "--model", str(args.llm_model), "--rollout", "vllm", "--out", str(out)]
+    if args.llm_data:
+        argv += ["--data", str(args.llm_data)]
+    return [
+        Run("llm", "grpo-vs-era", "era_llm_app.train", "era-llm-train", tuple(argv), out, 3600.0)
+    ]
+
+
+def full_prerequisites(domains: list[str], args, *, gpu: str | None) -> list[str]:
+    """Everything a --full run lacks, as sentences; empty when it can start."""
+    missing = []
+    if gpu is None:
+        missing.append("a CUDA GPU (nvidia-smi found none); the paper recipes are GPU recipes")
+    if "vision" in domains:
+        if args.vision_data is None:
+            missing.append("--vision-data PATH: the CIFAR-10 python folder or an ImageNet tree")
+        elif not Path(args.vision_data).is_dir():
+            missing.append(f"--vision-data {args.vision_data}: no such directory")
+    if "llm" in domains:
+        if args.llm_model is None:
+            missing.append("--llm-model PATH: a local checkpoint (e.g. Qwen2.5-Math-1.5B)")
+        elif not Path(args.llm_model).is_dir():
+            missing.append(f"--llm-model {args.llm_model}: no such directory")
+        if args.llm_data is not None and not Path(args.llm_data).exists():
+            missing.append(f"--llm-data {args.llm_data}: no such file")
+    for domain in domains:
+        from .runner import module_available
+
+        if not module_available(APP_MODULES[domain]):
+            missing.append(f"the {domain} app ({INSTALL[domain]})")
+    return missing
+
+
+# ---------------------------------------------------------------------------------------------
+# summaries
+
+
+def summarize(domain: str, results: list[RunResult], out: Path, *, budget: str) -> Section:
+    title = {"control": "Continuous control", "vision": "Image classification", "llm": "LLM RL"}
+    section = Section(domain, title[domain], results)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    try:
+        {"control": _control, "vision": _vision, "llm": _llm}[domain](section, out, figures, budget)
+    except Exception as error:  # a broken summary must not lose the other domains
+        section.error = f"{type(error).__name__}: {error}"
+    return section
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    from era_core.runlog import read_jsonl
+
+    return read_jsonl(path)
+
+
+def _budget_line(budget: str, domain: str) -> str:
+    if budget == "full":
+        return "the paper-scale preset (see the commands below)."
+    b = BUDGETS[budget][domain]
+    return ", ".join(f"{k}={v}" for k, v in b.items() if k not in {"expected_s", "extra"})
+
+
+def _control(section: Section, out: Path, figures: Path, budget: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paper = paper_numbers()["control"]["headline"]
+    section.paper = "\n".join(f"* {claim}" for claim in paper["claims"])
+    section.budget = (
+        f"{_budget_line(budget, 'control')}; SAC and SAC-ERA share every hyper-parameter of the "
+        "app's CPU preset except the entropy mechanism. The paper: 1M steps, 2x512, 10 seeds."
+    )
+    finals, curves, targets = {}, {}, {}
+    for r in section.results:
+        path = r.run.out / "metrics.jsonl"
+        if not r.ok or not path.exists():
+            continue
+        rows = _read_jsonl(path)
+        per_seed = defaultdict(list)
+        entropy = defaultdict(list)
+        for row in rows:
+            if row.get("eval_return") is not None:
+                per_seed[row["seed"]].append((row["step"], row["eval_return"]))
+            if row.get("entropy") is not None:
+                entropy[row["seed"]].append((row["step"], row["entropy"]))
+            if row.get("target_entropy") is not None:
+                targets[r.run.name] = row["target_entropy"]
+        finals[r.run.name] = [points[-1][1] for points in per_seed.values() if points]
+        curves[r.run.name] = (per_seed, entropy)
+        section.csvs.append(r.run.out / "metrics.csv")
+    if not finals:
+        raise RuntimeError("no control run finished")
+    rows = []
+    for name, values in finals.items():
+        rows.append([name, len(values), pm(values, 1)])
+    section.ours = markdown_table(["algorithm", "seeds", "final eval return (mean ± std)"], rows)
+    if "sac" in finals and "sac-era" in finals:
+        base, era = mean_std(finals["sac"])[0], mean_std(finals["sac-era"])[0]
+        rel = (era - base) / abs(base) * 100 if base else math.nan
+        word = "higher" if era > base else "lower"
+        section.verdict.append(
+            f"SAC-ERA's final eval return is {word} than SAC's ({era:.1f} vs {base:.1f}, "
+            f"{rel:+.0f} %) at this budget, with {len(finals['sac'])} seeds — far too few steps "
+            "and seeds to confirm or refute the paper's >25 % on Dog/Humanoid."
+        )
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, (returns, entropy) in curves.items():
+        for ax, series in ((axes[0], returns), (axes[1], entropy)):
+            steps, mean, std = _mean_curve(series)
+            if steps:
+                ax.plot(steps, mean, label=name)
+                ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    for target in targets.values():
+        axes[1].axhline(target, ls="--", lw=0.8, color="grey")
+    axes[0].set(xlabel="env step", ylabel="eval return", title="return (mean ± std over seeds)")
+    axes[1].set(xlabel="env step", ylabel="policy entropy (nats)", title="entropy (dashed: target)")
+    axes[0].legend()
+    fig.tight_layout()
+    path = figures / "control_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    section.figures.append(path)
+
+
+def _mean_curve(series: dict):
+    import numpy as np
+
+    if not series:
+        return [], None, None
+    common = sorted(set.intersection(*(set(s for s, _ in pts) for pts in series.values())))
+    if not common:
+        return [], None, None
+    values = np.array([[dict(pts)[s] for s in common] for pts in series.values()], dtype=float)
+    return common, values.mean(0), values.std(0)
+
+
+def _vision(section: Section, out: Path, figures: Path, budget: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    paper = paper_numbers()["vision"]["table1"]
+    section.paper = (
+        f"{paper['caption']}\n\n{markdown_table(paper['columns'], paper['rows'])}\n\n"
+        f"{paper_numbers()['vision']['table1']['c21']}"
+    )
+    section.budget = (
+        f"{_budget_line(budget, 'vision')}; resnet18 on scikit-learn's handwritten digits "
+        "(upsampled, fixed train/test split), the app's --quick recipe. The paper: ResNet-50, "
+        "200 epochs on CIFAR-10/ImageNet."
+    )
+    summary = out / "vision" / "summary.csv"
+    if not summary.exists():
+        raise RuntimeError(f"{summary} was not written")
+    with summary.open() as handle:
+        arms = list(csv.DictReader(handle))
+    section.csvs.append(summary)
+    metrics = [("top1", "top-1 %"), ("nll", "NLL"), ("ece", "ECE"), ("entropy_min", "min entropy")]
+    rows = []
+    for arm in arms:
+        row = [arm["arm"], arm.get("n", "")]
+        for key, _ in metrics:
+            row.append(f"{float(arm[f'{key}_mean']):.3f} ± {float(arm[f'{key}_std'] or 0):.3f}")
+        rows.append(row)
+    section.ours = markdown_table(["arm", "seeds", *[label for _, label in metrics]], rows)
+    by_arm = {arm["arm"]: arm for arm in arms}
+    base = next((a for n, a in by_arm.items() if n.endswith("baseline")), None)
+    era = next((a for n, a in by_arm.items() if n.endswith("-era")), None)
+    if base and era:
+        for key, label, better in (
+            ("top1", "top-1", "higher"),
+            ("nll", "NLL", "lower"),
+            ("ece", "ECE", "lower"),
+        ):
+            b, e = float(base[f"{key}_mean"]), float(era[f"{key}_mean"])
+            if e == b:
+                section.verdict.append(f"ERA's {label} equals the baseline's ({e:.3f}).")
+                continue
+            went = "higher" if e > b else "lower"
+            good = "better" if went == better else "worse"
+            section.verdict.append(f"ERA's {label} is {went} ({e:.3f} vs {b:.3f}): {good}.")
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    names = [arm["arm"] for arm in arms]
+    for ax, (key, label) in zip(axes, metrics[:3], strict=True):
+        means = np.array([float(arm[f"{key}_mean"]) for arm in arms])
+        stds = np.array([float(arm[f"{key}_std"] or 0) for arm in arms])
+        ax.bar(range(len(arms)), means, yerr=stds, capsize=4, color="C0")
+        ax.set_xticks(range(len(arms)), names, rotation=20, ha="right", fontsize=8)
+        ax.set_title(label)
+    fig.tight_layout()
+    path = figures / "vision_bars.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    section.figures.append(path)
+
+
+def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
+    paper = paper_numbers()["llm"]
+    section.paper = (
+        f"{paper['table2']['caption']}\n\n"
+        f"{markdown_table(paper['table2']['columns'], paper['table2']['rows'])}\n\n"
+        f"{paper['table2']['table3']} {paper['table2']['mechanism']}"
+    )
+    section.budget = (
+        f"{_budget_line(budget, 'llm')}; a tiny causal LM built in code, a short supervised "
+        "warm-up, then GRPO on multi-digit addition with exact-match rewards. The paper: "
+        "Qwen2.5-Math-7B on DAPO-Math-17K."
+    )
+    summary = out / "llm" / "summary.csv"
+    if not summary.exists():
+        raise RuntimeError(f"{summary} was not written")
+    with summary.open() as handle:
+        rows = list(csv.DictReader(handle))
+    section.csvs.append(summary)
+    by_method = defaultdict(list)
+    for row in rows:
+        by_method[row["method"]].append(row)
+    cols = [
+        ("final_eval_accuracy", "final eval accuracy"),
+        ("tail_top_entropy_mean", "top-20 % entropy (last steps)"),
+        ("min_top_entropy_mean", "lowest top-20 % entropy"),
+        ("tail_frac_inside", "fraction inside band"),
+    ]
+    table = []
+    for method, items in by_method.items():
+        line = [method, len(items)]
+        for key, _ in cols:
+            line.append(pm([_float(i.get(key)) for i in items], 3))
+        table.append(line)
+    section.ours = markdown_table(["method", "seeds", *[label for _, label in cols]], table)
+    config = out / "llm" / "summary.json"
+    low = 0.45
+    if config.exists():
+        low = json.loads(config.read_text()).get("config", {}).get("era_low", low)
+    for method in ("grpo", "entropy-bonus"):
+        if method in by_method and "era" in by_method:
+            m = mean_std([_float(i.get("min_top_entropy_mean")) for i in by_method[method]])[0]
+            e = mean_std([_float(i.get("min_top_entropy_mean")) for i in by_method["era"]])[0]
+            section.verdict.append(
+                f"lowest top-20 % response entropy: ERA {e:.3f} vs {method} {m:.3f} "
+                f"(band floor {low}); ERA {'stayed above' if e >= low else 'fell below'} the floor."
+            )
+    if "grpo" in by_method and "era" in by_method:
+        g = mean_std([_float(i.get("final_eval_accuracy")) for i in by_method["grpo"]])[0]
+        e = mean_std([_float(i.get("final_eval_accuracy")) for i in by_method["era"]])[0]
+        section.verdict.append(
+            f"final accuracy: ERA {e:.3f} vs GRPO {g:.3f} ({'higher' if e > g else 'not higher'})."
+        )
+    for name in ("compare_entropy.png", "compare_accuracy.png"):
+        src = out / "llm" / name
+        if src.exists():
+            dst = figures / f"llm_{name}"
+            shutil.copyfile(src, dst)
+            section.figures.append(dst)
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def summary_table(sections: list[Section]) -> str:
+    lines = [f"{'domain':<10} {'status':<8} {'wall':>8}  direction"]
+    for s in sections:
+        status = "ok" if s.ok else "FAILED"
+        first = s.verdict[0] if s.verdict else (s.error or "")
+        lines.append(f"{s.domain:<10} {status:<8} {s.wall_s / 60:>6.1f}m  {first[:100]}")
+    return "\n".join(lines)
