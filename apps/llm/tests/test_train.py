@@ -233,3 +233,31 @@ def test_teacher_forced_logits_reproduce_greedy_generation():
     mask = roll.response_mask.bool()
     assert mask.any(1).all()
     assert torch.equal(logits.argmax(-1)[mask], roll.response_ids[mask])
+
+
+@pytest.mark.parametrize("verifier", ["exact", "math"])
+def test_training_on_a_data_file(tmp_path, verifier):
+    data = tmp_path / "train.jsonl"
+    rows = [{"prompt": f"{a}+{b}=", "answer": str(a + b)} for a in range(5) for b in range(5)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    main(
+        [
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+            "--data",
+            str(data),
+            "--verifier",
+            verifier,
+            "--max-new-tokens",
+            "4",
+            *QUICK,
+        ]
+    )
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in metrics] == [1, 2]
+    if verifier == "math":  # the tiny model never writes \boxed{}: no reward, no update
+        assert all(r["reward_mean"] == 0.0 and r["groups_kept_frac"] == 0.0 for r in metrics)
+    assert (out / "DONE").exists()
