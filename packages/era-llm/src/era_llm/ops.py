@@ -32,9 +32,11 @@ import torch
 
 __all__ = ["TokenStats", "default_chunk_size", "token_logprobs", "token_logprobs_from_hidden"]
 
-# Elements (rows * vocab) per chunk: 2**22 float32 values = 16 MiB per temporary. Larger chunks
-# are no faster on CPU (memory-bound) nor on GPU (kernels saturate well below this).
+# Elements (rows * vocab) per chunk: on CPU 2**22 float32 values = 16 MiB per temporary (larger
+# chunks are no faster there); on GPU 2**26 (256 MiB per temporary), so that a 152k vocabulary
+# still gets ~440 rows per kernel launch and the Python loop stays cheap.
 _CHUNK_ELEMENTS = 1 << 22
+_CHUNK_ELEMENTS_GPU = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,11 @@ class TokenStats:
     scaled_entropy: torch.Tensor | None = None
 
 
-def default_chunk_size(vocab_size: int) -> int:
-    """Rows per chunk used when ``chunk_size=None``: about 4M float32 values per chunk."""
-    return max(1, min(8192, _CHUNK_ELEMENTS // max(1, vocab_size)))
+def default_chunk_size(vocab_size: int, device: torch.device | str = "cpu") -> int:
+    """Rows per chunk used when ``chunk_size=None``: about 4M float32 values per chunk on CPU,
+    64M on an accelerator."""
+    budget = _CHUNK_ELEMENTS if torch.device(device).type == "cpu" else _CHUNK_ELEMENTS_GPU
+    return max(1, min(8192, budget // max(1, vocab_size)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,7 +387,7 @@ def _prepare(shape, labels, scale, topk, mask, chunk_size, device, vocab):
         if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= vocab:
             raise ValueError(f"topk must be an int in [1, {vocab}], got {topk!r}")
     if chunk_size is None:
-        chunk_size = default_chunk_size(vocab)
+        chunk_size = default_chunk_size(vocab, device)
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     scales: list[float] | None
@@ -529,7 +533,8 @@ def token_logprobs(
       topk: keep only the ``topk`` largest logits per token before normalising (see the module
         docstring for labels outside them); ``None`` for the full softmax.
       mask: ``[B, T]`` bool/0-1 response mask; ``None`` means every position.
-      chunk_size: rows per chunk (default :func:`default_chunk_size`: ~4M values).
+      chunk_size: rows per chunk (default :func:`default_chunk_size`: ~4M values on CPU, ~64M
+        on GPU).
       temperature: the sampling temperature :math:`\tau`: every logit is first divided by it
         (frameworks score the policy they sample from, ``softmax(z / tau)``); ``scale`` then
         multiplies, so the log-probs are those of ``softmax(scale * z / tau)`` and ``entropy``
