@@ -75,6 +75,15 @@ def test_era_head_matches_full_logits_and_trl_head(tmp_path):
     theirs = trainer._get_per_token_logps_and_entropies(model, ids, am, keep, compute_entropy=True)
     torch.testing.assert_close(ours[0], theirs[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours[1], theirs[1], atol=1e-5, rtol=1e-5)
+    # the paper's first-stage top-k filter goes through the same head
+    trainer.era_config = ERAConfig(logit_topk=5)
+    trainer._era_scale = scale
+    try:
+        topk, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, am, keep)
+    finally:
+        trainer._era_scale = None
+    ref_topk = token_logprobs(logits, ids[:, -keep:], scale=scale, temperature=0.7, topk=5)
+    torch.testing.assert_close(topk, ref_topk.logprobs, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
