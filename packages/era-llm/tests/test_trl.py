@@ -18,7 +18,7 @@ def digit_reward(completions, **kwargs):
     return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
 
 
-def make_trainer(tmp_path, era_config, **overrides):
+def make_trainer(tmp_path, era_config, era_compile=False, **overrides):
     torch.manual_seed(0)
     tok = char_tokenizer()
     args = {
@@ -44,6 +44,7 @@ def make_trainer(tmp_path, era_config, **overrides):
         train_dataset=Dataset.from_dict({"prompt": ["12+3=", "4*5=", "7-2=", "9+9="] * 4}),
         args=GRPOConfig(**args),
         era_config=era_config,
+        era_compile=era_compile,
     )
 
 
@@ -141,3 +142,21 @@ def test_old_logprobs_use_the_same_scale(tmp_path):
 def test_era_config_type_is_checked(tmp_path):
     with pytest.raises(TypeError, match="era_config must be an ERAConfig"):
         make_trainer(tmp_path, {"low": 0.1})
+
+
+def test_compiled_era_head_matches_eager(tmp_path):
+    # two trainers on two copies of the same tiny model (its initialisation is seeded)
+    eager = make_trainer(tmp_path / "a", ERAConfig())
+    fused = make_trainer(tmp_path / "b", ERAConfig(), era_compile=True)
+    ids = torch.randint(3, 90, (2, 8), generator=torch.Generator().manual_seed(5))
+    am = torch.ones_like(ids)
+    outs = []
+    for trainer in (eager, fused):
+        trainer._era_scale = torch.tensor([2.0, 0.5])
+        try:
+            outs.append(trainer._get_per_token_logps_and_entropies(trainer.model, ids, am, 4))
+        finally:
+            trainer._era_scale = None
+    assert eager.model is not fused.model
+    torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outs[0][1], outs[1][1], atol=1e-5, rtol=1e-5)

@@ -69,7 +69,7 @@ _MULTIMODAL = (
 )
 
 
-def add_era_lm_head(model, temperature: float = 1.0) -> None:
+def add_era_lm_head(model, temperature: float = 1.0, compile: bool = False) -> None:
     """Let ``model(..., labels=labels, era_scale=c)`` return ERA log-probs without logits.
 
     Wraps ``model.forward`` (after TRL's own fused-head patch, which stays in place for every
@@ -78,6 +78,7 @@ def add_era_lm_head(model, temperature: float = 1.0) -> None:
     the ``k`` largest logits) and the entropies of ``softmax(z / temperature)`` are computed in
     chunks from the final hidden states; labels ``-100`` are ignored. Returns TRL's
     ``FusedCausalLMOutput`` (``log_probs``, ``entropy``, ``label_mask``; ``loss`` the mean NLL).
+    ``compile=True`` uses the fused ``torch.compile`` kernels of :mod:`era_llm.ops`.
     """
     text_config = model.config.get_text_config()
     for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling", "lm_head_multiplier"):
@@ -113,6 +114,7 @@ def add_era_lm_head(model, temperature: float = 1.0) -> None:
             topk=era_topk,
             mask=mask,
             temperature=temperature,
+            compile=compile,
         )
         loss = -out.logprobs.sum() / mask.sum().clamp(min=1)
         return FusedCausalLMOutput(
@@ -124,15 +126,18 @@ def add_era_lm_head(model, temperature: float = 1.0) -> None:
 
 class ERAGRPOTrainer(GRPOTrainer):
     """`trl.GRPOTrainer` with adaptive ERA (ERA-SPEC §3); takes ``era_config`` besides TRL's
-    arguments (default :class:`era_llm.era.ERAConfig`, the paper's band)."""
+    arguments (default :class:`era_llm.era.ERAConfig`, the paper's band) and ``era_compile``
+    (fused ``torch.compile`` kernels for the ERA log-probs; off by default)."""
 
-    def __init__(self, *args, era_config: ERAConfig | None = None, **kwargs):
+    def __init__(
+        self, *args, era_config: ERAConfig | None = None, era_compile: bool = False, **kwargs
+    ):
         self.era_config = ERAConfig() if era_config is None else era_config
         if not isinstance(self.era_config, ERAConfig):
             raise TypeError(f"era_config must be an ERAConfig, got {type(self.era_config)}")
         super().__init__(*args, **kwargs)
         base = self.model.get_base_model() if is_peft_model(self.model) else self.model
-        add_era_lm_head(base, temperature=self.temperature)
+        add_era_lm_head(base, temperature=self.temperature, compile=bool(era_compile))
         self._era_scale: torch.Tensor | None = None
 
     # -- scoring --------------------------------------------------------------------------
