@@ -21,7 +21,8 @@ from era_vision_app.config import load_presets, resolve_config
 from era_vision_app.train import main
 from PIL import Image
 
-FAST = ["--model", "test_resnet", "--opt", "adamw", "--lr", "0.003", "--weight-decay", "0.01"]
+FAST = ["--model", "test_resnet", "--opt", "adamw", "--lr", "0.003", "--weight-decay", "0.01",
+        "--img-size", "16"]  # fmt: skip
 TIMING = {"img_per_s", "epoch_time_s"}
 
 
@@ -300,3 +301,15 @@ def test_comparison_writes_mean_and_std_over_seeds(tmp_path):
     mtime = (out / "digits-era" / "seed1" / "checkpoint.pt").stat().st_mtime
     assert main(args) == 0
     assert (out / "digits-era" / "seed1" / "checkpoint.pt").stat().st_mtime == mtime
+
+
+def test_optional_paths_run(tmp_path):
+    """EMA, Mixup/CutMix (soft targets), bf16 autocast and channels-last in one short run."""
+    out = tmp_path / "opts"
+    args = [*FAST, "--epochs", "1", "--limit-train-batches", "3", "--limit-val-batches", "1",
+            "--eval-batch-size", "64", "--ema", "--mixup", "0.2", "--cutmix", "1.0", "--amp",
+            "--channels-last", "--no-era", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    row = _rows(out)[0]
+    assert row["min_entropy"] == "" and 0 <= float(row["ema_val_top1"]) <= 100
+    assert math.isfinite(float(row["train_loss"]))
