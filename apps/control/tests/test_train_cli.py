@@ -2,6 +2,13 @@
 
 import csv
 import json
+import os
+import tempfile
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "era-control-jax-cache")
+)
 
 import pytest
 from era_control_app.train import (
@@ -36,6 +43,8 @@ TINY = [
     "batch_size=32",
     "--set",
     "updates_per_step=1",
+    "--set",
+    "buffer_size=50",  # capacity min(50, steps) = 50 for every run: compiled once, reused
     "--no-progress",
     "--no-tensorboard",
 ]
@@ -189,3 +198,43 @@ def test_every_preset_resolves_for_its_algos_and_quick_shrinks_it():
     cpu = load_preset("cpu-cheetah-walker")
     assert cpu["run"]["seeds"] == 3 and cpu["agent"]["hidden"] == [256, 256]
     assert cpu["agent"]["updates_per_step"] == 1 and "CPU" in cpu["description"]
+
+
+@pytest.mark.parametrize("algo", ["ppo", "ppo-era"])
+def test_ppo_runs_resumes_and_logs_entropy(tmp_path, algo):
+    args = [
+        "--algo", algo, "--env", "dmc/cartpole-swingup", "--action-repeat", "25", "--steps", "384",
+        "--seeds", "2", "--log-interval", "128", "--eval-interval", "384",
+        "--checkpoint-interval", "128", "--set", "rollout_steps=128", "--set", "epochs=2",
+        "--no-progress", "--no-tensorboard",
+    ]  # fmt: skip
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main([*args, "--out", str(full)]) == 0
+    rows = read_jsonl(full / "metrics.jsonl")
+    assert {"entropy", "policy_loss", "value_loss", "eval_return"} <= set(rows[-1])
+    if algo == "ppo-era":  # no entropy bonus; the Gaussian's entropy is exactly the target
+        assert all(r["ent_coef"] == 0.0 for r in rows)
+        assert all(r["entropy"] == pytest.approx(r["target_entropy"], abs=1e-4) for r in rows)
+    else:
+        assert (
+            all(r["ent_coef"] == pytest.approx(0.01) for r in rows)
+            and "target_entropy" not in rows[-1]
+        )
+    assert main([*args, "--out", str(part), "--stop-at", "200"]) == 0
+    assert main(["--resume", str(part), "--no-progress", "--no-tensorboard"]) == 0
+    assert _rows(part) == _rows(full)
+
+
+def test_docs_flags_and_presets_match_the_code():
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "control.md"
+    if not doc.exists():
+        pytest.skip("docs/control.md is not part of this checkout")
+    text = doc.read_text()
+    options = {o for a in build_parser()._actions for o in a.option_strings}
+    documented = set(re.findall(r"`(--[a-z][a-z-]*)", text))
+    assert documented and documented <= options, documented - options
+    for name in preset_names():
+        assert f"`{name}`" in text, name

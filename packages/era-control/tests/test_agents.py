@@ -48,9 +48,18 @@ def _filled(agent, n_seeds=2):
     return fns, state, act, m
 
 
-def test_sac_era_has_no_temperature_and_keeps_the_gaussian_entropy_at_target():
-    agent = _agent(SACERA, SACERAConfig)
-    _, state, act, m = _filled(agent)
+@pytest.fixture(scope="module")
+def era_agent():
+    return _agent(SACERA, SACERAConfig)
+
+
+@pytest.fixture(scope="module")
+def era_two_seeds(era_agent):
+    return _filled(era_agent)
+
+
+def test_sac_era_has_no_temperature_and_keeps_the_gaussian_entropy_at_target(era_two_seeds):
+    _, state, act, m = era_two_seeds
     assert "log_alpha" not in state["extra"] and "alpha" not in m
     np.testing.assert_allclose(m["gaussian_entropy"], -1.5, atol=1e-4)  # 3 dims x -0.5
     assert np.all(np.asarray(m["entropy"]) <= -1.5 + 1e-4)
@@ -69,10 +78,9 @@ def test_sac_learns_alpha_and_sac_era_learned_delta_moves():
     assert np.all(np.asarray(m["delta"]) > 0.1)
 
 
-def test_vmapped_seeds_equal_separate_runs():
-    agent = _agent(SACERA, SACERAConfig)
-    _, both, _, _ = _filled(agent, n_seeds=2)
-    _, one, _, _ = _filled(agent, n_seeds=1)
+def test_vmapped_seeds_equal_separate_runs(era_agent, era_two_seeds):
+    _, both, _, _ = era_two_seeds
+    _, one, _, _ = _filled(era_agent, n_seeds=1)
     for a, b in zip(jax.tree.leaves(both["actor"]), jax.tree.leaves(one["actor"]), strict=True):
         np.testing.assert_allclose(a[0], b[0], rtol=2e-4, atol=2e-5)
 

@@ -112,7 +112,7 @@ def test_gradients_are_finite_through_samples(kind):
         a, _ = head.sample(jax.random.PRNGKey(2), mu * 50, log_std)
         return jnp.sum(a**2) + jnp.sum(head.entropy(mu, log_std, jax.random.PRNGKey(3)))
 
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 

@@ -191,7 +191,10 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import numpy as np
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    panels = (("eval_return", "episode_return"), ("entropy", "target_entropy"))
+    panels = (
+        ("eval_return", "episode_return"),
+        ("entropy", "gaussian_entropy", "target_entropy"),
+    )
     for ax, keys in zip(axes, panels, strict=True):
         for key in keys:
             by_step: dict[int, list[float]] = {}

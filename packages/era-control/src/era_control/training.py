@@ -133,6 +133,14 @@ def random_policy_return(env_id: str, seeds: list[int], episodes: int = 1, actio
     return evaluate(act, env, 0, episodes)
 
 
+@functools.lru_cache(maxsize=8)
+def build_agent(algo: str, config, obs_dim: int, action_dim: int, capacity: int):
+    """The agent and its compiled functions, memoised: a second run with the same config in
+    one process (a resume, a test) reuses the compiled programs."""
+    agent = OFF_POLICY[algo][0](config, obs_dim, action_dim, capacity)
+    return agent, agent.compile()
+
+
 def _to_host(tree):
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
@@ -147,16 +155,14 @@ class OffPolicyTrainer:
     def __init__(self, run: RunConfig):
         run.validate()
         self.run_config = run
-        agent_cls, _ = OFF_POLICY[run.algo]
         self.config = make_algo_config(run.algo, run.agent)
         self.seeds = [run.seed + i for i in range(run.seeds)]
         self.envs = VectorEnv(run.env, self.seeds, stream=0, action_repeat=run.action_repeat)
         self.eval_envs = VectorEnv(run.env, self.seeds, stream=1, action_repeat=run.action_repeat)
         capacity = min(self.config.buffer_size, run.steps)
-        self.agent = agent_cls(
-            self.config, self.envs.observation_dim, self.envs.action_dim, capacity
+        self.agent, self.fns = build_agent(
+            run.algo, self.config, self.envs.observation_dim, self.envs.action_dim, capacity
         )
-        self.fns = self.agent.compile()
         self.warmup = warmup_steps(self.config.warmup_steps, run.steps)
 
     @property
