@@ -193,6 +193,11 @@ def test_every_preset_resolves_for_its_algos_and_quick_shrinks_it():
             small = quick(run)
             assert small["steps"] <= 20480 and small["seeds"] <= 2
             RunConfig.from_dict(small).validate()
+        short = resolve(
+            parser.parse_args(["--algo", preset["algos"][0], "--config", name, "--steps", "3000"])
+        )
+        RunConfig.from_dict(short).validate()  # intervals shrink consistently with --steps
+        assert short["eval_interval"] <= 3000
     paper = load_preset("dmc-dog-humanoid")
     assert paper["run"]["seeds"] == 10 and paper["run"]["steps"] == 1_000_000
     cpu = load_preset("cpu-cheetah-walker")

@@ -84,7 +84,8 @@ def quick(run: dict[str, Any]) -> dict[str, Any]:
     for key in ("log_interval", "eval_interval", "checkpoint_interval"):
         run[key] = min(run[key], default_intervals(run["steps"])[key])
     if run["checkpoint_interval"] % run["log_interval"]:
-        run["checkpoint_interval"] = run["log_interval"]
+        log = run["log_interval"]
+        run["checkpoint_interval"] = max(run["checkpoint_interval"] // log, 1) * log
     return run
 
 
@@ -171,6 +172,9 @@ def resolve(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dic
         for key, value in default_intervals(max(args.steps, 1)).items():
             if getattr(args, key) is None and run[key] > args.steps:
                 run[key] = value
+        if args.checkpoint_interval is None and run["checkpoint_interval"] % run["log_interval"]:
+            log = run["log_interval"]
+            run["checkpoint_interval"] = max(run["checkpoint_interval"] // log, 1) * log
     agent = dict(run["agent"])
     agent.update(parse_set(args.set))
     if args.target_entropy is not None:
