@@ -17,7 +17,8 @@ Cases, side by side in one run (each in its own subprocess, so peak memory is it
 * on CUDA also ``ours ERA from hidden``: ``token_logprobs_from_hidden`` (no logits at all) and
   ``naive ERA from hidden`` (``lm_head`` then the naive loop).
 
-Reported: median wall time of a forward+backward (after a warm-up step, which also compiles),
+Reported: median and fastest wall time of a forward+backward (after a warm-up step, which also
+compiles), the process CPU time (all threads; a check when the machine is shared),
 peak memory during the timed steps above what the process held before them (CPU: the peak RSS,
 reset after the warm-up through ``/proc/self/clear_refs``, minus the RSS then; CUDA:
 ``torch.cuda.max_memory_allocated`` minus the allocation then; the gradient of the inputs is
@@ -142,19 +143,26 @@ def run_case(case: str, shape: dict, device: str, reps: int) -> dict:
             base = torch.cuda.memory_allocated()
         else:
             base = _reset_rss_peak()
-        times = []
+        times, cpu_times = [], []
         for _ in range(reps):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             step()
             sync()
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
     except torch.OutOfMemoryError:
         return {"case": case, "oom": True}
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated() - base
     else:
         peak = _rss_peak() - base
-    return {"case": case, "time_s": statistics.median(times), "times": times, "peak_bytes": peak}
+    return {
+        "case": case,
+        "time_s": statistics.median(times),
+        "times": times,
+        "cpu_s": statistics.median(cpu_times),
+        "peak_bytes": peak,
+    }
 
 
 def _status_kib(key: str) -> int | None:
@@ -217,16 +225,16 @@ def table(results: list[dict], shape: dict, device: str, command: str, quick: bo
         + (f", torch threads {results[0].get('threads')}" if results[0].get("threads") else "")
         + ".",
         "",
-        "| case | time (median) | time (fastest) | peak memory during the timed steps |",
-        "|---|---|---|---|",
+        "| case | time (median) | time (fastest) | CPU time (median) | peak memory (timed steps) |",
+        "|---|---|---|---|---|",
     ]
     for r in results:
         if r.get("oom"):
-            lines.append(f"| {r['case']} | out of memory | — | — |")
+            lines.append(f"| {r['case']} | out of memory | — | — | — |")
         else:
             lines.append(
                 f"| {r['case']} | {r['time_s']:.3f} s | {min(r['times']):.3f} s "
-                f"| {fmt_mem(r['peak_bytes'])} |"
+                f"| {r['cpu_s']:.3f} s | {fmt_mem(r['peak_bytes'])} |"
             )
     lines.append("")
     ratios = []
@@ -245,6 +253,12 @@ def table(results: list[dict], shape: dict, device: str, command: str, quick: bo
         ratios.append(f"* {what}: {value:.2f}× (goal {sign} {goal:g}×: {verdict})")
 
     ratio("naive ERA", "ours ERA", "speed-up, time naive / ours", GOAL_SPEED)
+    a, b = by.get("naive ERA"), by.get("ours ERA")
+    if a and b and not a.get("oom") and not b.get("oom") and device == "cpu":
+        ratios.append(
+            f"* CPU time naive / ours: {a['cpu_s'] / max(b['cpu_s'], 1e-12):.2f}× (all threads; "
+            "less sensitive than wall time to other jobs on the machine)"
+        )
     ratio("naive ERA", "ours ERA", "memory saving, peak naive / ours", GOAL_MEMORY)
     ratio(
         "ours ERA", "ours plain", "ERA overhead, time ours ERA / ours plain", GOAL_OVERHEAD, False

@@ -332,7 +332,81 @@ def _column(s, n: int, device) -> torch.Tensor:
     return torch.full((n, 1), float(s), dtype=torch.float32, device=device)
 
 
-def _fwd(raw, lab, s, topk, inv_t, want_ent, want_sent, compiled):
+class _Workspace:
+    """float32 ``[rows, V]`` buffers reused by every chunk of one call, so the eager path does
+    not allocate (and page-fault) fresh chunk-sized temporaries each time."""
+
+    def __init__(self, rows: int, cols: int, device):
+        self.rows, self.cols, self.device = rows, cols, device
+        self._bufs: dict[int, torch.Tensor] = {}
+
+    def buf(self, i: int, n: int) -> torch.Tensor:
+        b = self._bufs.get(i)
+        if b is None:
+            b = torch.empty(self.rows, self.cols, dtype=torch.float32, device=self.device)
+            self._bufs[i] = b
+        return b[:n]
+
+
+def _eager_forward(raw, lab, s, inv_t, want_ent, want_sent, ws):
+    """_chunk_forward without top-k, in the workspace's buffers (same math)."""
+    n = raw.shape[0]
+    x = ws.buf(0, n)
+    x.copy_(raw)
+    if inv_t != 1.0:
+        x.mul_(inv_t)
+    x_lab = x.gather(1, lab[:, None])[:, 0]
+    m = x.amax(1, keepdim=True)
+    x.sub_(m)  # x - max
+    scalar = not isinstance(s, torch.Tensor)
+    s_row = s if scalar else s.view(-1)
+    plain = scalar and s == 1.0
+    ent = sent = e = None
+    if want_ent or plain:
+        e = torch.exp(x, out=ws.buf(1, n))
+        z = e.sum(1)
+        logz = torch.log(z)
+        if want_ent or want_sent:
+            ent = logz - _dot_into(e, x, ws.buf(2, n)) / z
+    if plain:
+        lse = m.view(-1) + logz
+        logp = x_lab - lse
+        if want_sent:
+            sent = ent.clone()
+        return logp, (ent if want_ent else None), sent, lse, None
+    if e is not None and scalar and s == 2.0:
+        es = e.mul_(e)
+    elif e is not None and scalar and s == 0.5:
+        es = e.sqrt_()
+    else:
+        es = torch.mul(x, s, out=ws.buf(1, n)).exp_()
+    zs = es.sum(1)
+    lse = s_row * m.view(-1) + torch.log(zs)
+    logp = s_row * x_lab - lse
+    if want_sent:
+        sent = torch.log(zs) - s_row * _dot_into(es, x, ws.buf(2, n)) / zs
+    return logp, ent, sent, lse, None
+
+
+def _dot_into(a, b, out):
+    return torch.mul(a, b, out=out).sum(1)
+
+
+def _eager_grad(raw, lab, s, lse, g, inv_t, ws):
+    """_chunk_grad without top-k, in a workspace buffer (valid until the next chunk)."""
+    n = raw.shape[0]
+    q = ws.buf(0, n)
+    q.copy_(raw)
+    scalar = not isinstance(s, torch.Tensor)
+    q.mul_(s * inv_t)
+    q.sub_(lse[:, None]).exp_()
+    gs = (g * (s if scalar else s.view(-1)))[:, None]
+    q.mul_(-gs)
+    q.scatter_add_(1, lab[:, None], gs)
+    return q
+
+
+def _fwd(raw, lab, s, topk, inv_t, want_ent, want_sent, compiled, ws=None):
     """One chunk's forward from raw rows (the logits' dtype or a fresh float projection)."""
     if compiled and topk is None:
         if isinstance(s, torch.Tensor):
@@ -346,16 +420,20 @@ def _fwd(raw, lab, s, topk, inv_t, want_ent, want_sent, compiled):
             raw, lab, _column(s, raw.shape[0], raw.device), inv, mode, want_ent, want_sent
         )
         return lp, en, se, ls, None
+    if topk is None and ws is not None:
+        return _eager_forward(raw, lab, s, inv_t, want_ent, want_sent, ws)
     x, _ = _load(raw, inv_t)
     return _chunk_forward(x, lab, s, topk, want_ent, want_sent)
 
 
-def _grad(raw, lab, s, lse, topidx, g, inv_t, compiled, out_dtype, owned_ok):
+def _grad(raw, lab, s, lse, topidx, g, inv_t, compiled, out_dtype, owned_ok, ws=None):
     """One chunk's d(sum g * logp)/d(raw rows), in ``out_dtype`` (g already carries 1/T)."""
     if compiled and topidx is None:
         inv = torch.tensor(inv_t, dtype=torch.float32, device=raw.device)
         col = _column(s, raw.shape[0], raw.device)
         return _compiled("grad")(raw, lab, col, lse, g, inv, out_dtype)
+    if topidx is None and ws is not None:
+        return _eager_grad(raw, lab, s, lse, g, inv_t, ws)
     x, owned = _load(raw, inv_t)
     return _chunk_grad(x, lab, s, lse, topidx, g, owned or owned_ok)  # copy_ casts
 
@@ -439,11 +517,12 @@ class _LogitsFn(torch.autograd.Function):
         sent = torch.zeros(n, dtype=torch.float32, device=dev) if want_sent else None
         topidx = torch.zeros(n, topk, dtype=torch.int64, device=dev) if topk is not None else None
         rows = _Rows(logits, plan.flat)
+        ws = _workspace(plan, logits.shape[2], logits.device)
         for c in plan.chunks:
             o0, o1 = c.out_range(seq)
             s = _chunk_scale(c, scale_rows, seq)
             lp, en, se, ls, ti = _fwd(
-                rows.get(c), labels[o0:o1], s, topk, inv_t, want_ent, want_sent, plan.compiled
+                rows.get(c), labels[o0:o1], s, topk, inv_t, want_ent, want_sent, plan.compiled, ws
             )
             logp[o0:o1] = lp
             lse[o0:o1] = ls
@@ -474,6 +553,7 @@ class _LogitsFn(torch.autograd.Function):
         grad = torch.zeros_like(logits)
         rows = _Rows(logits, plan.flat)
         grows = _Rows(grad, plan.flat)
+        ws = _workspace(plan, logits.shape[2], logits.device)
         for c in plan.chunks:
             o0, o1 = c.out_range(seq)
             s = _chunk_scale(c, scale_rows, seq)
@@ -489,6 +569,7 @@ class _LogitsFn(torch.autograd.Function):
                 plan.compiled,
                 grad.dtype,
                 False,
+                ws,
             )
             grows.get(c).copy_(dz)
         return grad, None, None, None, None, None, None, None, None
@@ -499,6 +580,12 @@ class _Plan:
     chunks: list[_Chunk]
     flat: bool
     compiled: bool = False
+
+
+def _workspace(plan: _Plan, vocab: int, device) -> _Workspace | None:
+    if plan.compiled or not plan.chunks:
+        return None
+    return _Workspace(max(c.r1 - c.r0 for c in plan.chunks), vocab, device)
 
 
 def _make_plan(x, mask_b, scales, chunk_size, compiled=False) -> _Plan:
@@ -609,6 +696,7 @@ class _HiddenFn(torch.autograd.Function):
         sent = torch.zeros(n, dtype=torch.float32, device=dev) if want_sent else None
         topidx = torch.zeros(n, topk, dtype=torch.int64, device=dev) if topk is not None else None
         rows = _Rows(hidden, plan.flat)
+        ws = _workspace(plan, weight.shape[0], hidden.device)
         for c in plan.chunks:
             o0, o1 = c.out_range(seq)
             s = _chunk_scale(c, scale_rows, seq)
@@ -621,6 +709,7 @@ class _HiddenFn(torch.autograd.Function):
                 want_ent,
                 want_sent,
                 plan.compiled,
+                ws,
             )
             logp[o0:o1] = lp
             lse[o0:o1] = ls
@@ -661,6 +750,7 @@ class _HiddenFn(torch.autograd.Function):
         )
         rows = _Rows(hidden, plan.flat)
         grows = _Rows(grad_h, plan.flat) if need_h else None
+        ws = _workspace(plan, weight.shape[0], hidden.device)
         for c in plan.chunks:
             o0, o1 = c.out_range(seq)
             h = rows.get(c)
@@ -677,6 +767,7 @@ class _HiddenFn(torch.autograd.Function):
                 plan.compiled,
                 torch.float32,
                 True,
+                ws,
             )
             if need_h:
                 grows.get(c).copy_(dz.to(weight.dtype) @ weight)
