@@ -1,3 +1,9 @@
-"""era_control — see packages/era-control/README.md. Content arrives with its own issue."""
+"""era_control — ERA for continuous control in JAX/Flax/Optax (see docs/control.md).
+
+* `era_control.heads`: policy heads (ERA truncated / tanh Gaussian, plain SAC and PPO heads).
+* `era_control.sac`, `era_control.sac_era`, `era_control.ppo`: the agents.
+* `era_control.envs`: `make_env` / `VectorEnv` for `dmc/...`, `gym/...` and `hb/...` ids.
+* `era_control.training`: the training loop behind `era-control-train`.
+"""
 
 __version__ = "0.1.0"
