@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from docs_section import write_section
 
 ABOUT = (
     "`bench/control_sac_throughput.py`: gradient updates per second of one SAC update "
@@ -49,8 +49,6 @@ ABOUT = (
     "and 1/4/8 seeds vmapped in one program. Goals (issue 4): >= 1.8x SB3, >= 1.2x sbx, "
     "ERA overhead <= 7 %, on GPU 8 seeds <= 2x the time of one."
 )
-MARKER_START = "<!-- bench:control:start -->"
-MARKER_END = "<!-- bench:control:end -->"
 ENV_ID = "HalfCheetah-v5"
 OBS_DIM, ACT_DIM = 17, 6
 
@@ -266,14 +264,7 @@ def run_bench(args) -> str:
 
 
 def write_docs(path: Path, section: str) -> None:
-    block = f"{MARKER_START}\n{section}\n{MARKER_END}"
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(MARKER_START) + r".*?" + re.escape(MARKER_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    path.write_text(text)
+    write_section(path, "control", section)
 
 
 def main(argv: list[str] | None = None) -> int:

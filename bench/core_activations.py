@@ -47,7 +47,6 @@ import datetime
 import gc
 import os
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -56,6 +55,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from docs_section import markers, write_section
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -73,8 +74,6 @@ LEARNING_RATE = 3e-4
 GOAL_OVERHEAD = 0.10  # the goal: the ERA head adds at most 10 % to a training step
 NOISY = 1.5  # a case whose median sample is this much slower than its fastest one ran contended
 
-MARKER_START = "<!-- bench:core:start -->"
-MARKER_END = "<!-- bench:core:end -->"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -592,14 +591,7 @@ def command_line() -> str:
 
 
 def write_docs(path: Path, section: str) -> None:
-    block = f"{MARKER_START}\n{section}\n{MARKER_END}"
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(MARKER_START) + r".*?" + re.escape(MARKER_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    path.write_text(text)
+    write_section(path, "core", section)
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,7 +647,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--write-docs",
         type=Path,
         metavar="PATH",
-        help=f"replace the section between {MARKER_START} and {MARKER_END} in this Markdown file",
+        help="replace the section between {} and {} in this Markdown file".format(*markers("core")),
     )
     args = parser.parse_args(argv)
     if args.seconds_per_case is None:

@@ -45,7 +45,6 @@ import gc
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -53,8 +52,8 @@ import sys
 import time
 from pathlib import Path
 
-MARKER_START = "<!-- bench:llm:start -->"
-MARKER_END = "<!-- bench:llm:end -->"
+from docs_section import write_section
+
 SHAPES = {
     "cpu": {"batch": 8, "seq": 1024, "vocab": 32_000, "hidden": 0},
     "cpu-quick": {"batch": 2, "seq": 256, "vocab": 32_000, "hidden": 0},
@@ -286,14 +285,7 @@ def table(results: list[dict], shape: dict, device: str, command: str, quick: bo
 
 
 def write_docs(path: Path, section: str) -> None:
-    block = f"{MARKER_START}\n{section}\n{MARKER_END}"
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(MARKER_START) + r".*?" + re.escape(MARKER_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    path.write_text(text)
+    write_section(path, "llm", section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,6 @@ import gc
 import json
 import os
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -59,11 +58,10 @@ from pathlib import Path
 
 import timm
 import torch
+from docs_section import write_section
 
 import era_vision
 
-MARKER_START = "<!-- bench:vision:start -->"
-MARKER_END = "<!-- bench:vision:end -->"
 NUM_CLASSES = 1000
 MIN_ENTROPY = 1.2
 ARMS = ("plain", "era-paper", "era-exact")
@@ -266,14 +264,7 @@ def table(results) -> str:
 
 
 def write_docs(path: Path, section: str) -> None:
-    block = f"{MARKER_START}\n{section}\n{MARKER_END}"
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(MARKER_START) + r".*?" + re.escape(MARKER_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    path.write_text(text)
+    write_section(path, "vision", section)
 
 
 def main(argv: list[str] | None = None) -> int:

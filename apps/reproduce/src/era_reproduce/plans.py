@@ -350,12 +350,7 @@ def _vision(section: Section, out: Path, figures: Path, budget: str) -> None:
         "(upsampled, fixed train/test split), the app's --quick recipe. The paper: ResNet-50, "
         "200 epochs on CIFAR-10/ImageNet."
     )
-    summary = out / "vision" / "summary.csv"
-    if not summary.exists():
-        raise RuntimeError(f"{summary} was not written")
-    with summary.open() as handle:
-        arms = list(csv.DictReader(handle))
-    section.csvs.append(summary)
+    arms = _read_summary(section, out / "vision" / "summary.csv")
     metrics = [("top1", "top-1 %"), ("nll", "NLL"), ("ece", "ECE"), ("entropy_min", "min entropy")]
     rows = []
     for arm in arms:
@@ -407,12 +402,7 @@ def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
         "warm-up, then GRPO on multi-digit addition with exact-match rewards. The paper: "
         "Qwen2.5-Math-7B on DAPO-Math-17K."
     )
-    summary = out / "llm" / "summary.csv"
-    if not summary.exists():
-        raise RuntimeError(f"{summary} was not written")
-    with summary.open() as handle:
-        rows = list(csv.DictReader(handle))
-    section.csvs.append(summary)
+    rows = _read_summary(section, out / "llm" / "summary.csv")
     by_method = defaultdict(list)
     for row in rows:
         by_method[row["method"]].append(row)
@@ -455,6 +445,16 @@ def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
             dst = figures / f"llm_{name}"
             shutil.copyfile(src, dst)
             section.figures.append(dst)
+
+
+def _read_summary(section: Section, summary: Path) -> list[dict]:
+    """The rows of a domain app's comparison ``summary.csv`` (linked from the report)."""
+    if not summary.exists():
+        raise RuntimeError(f"{summary} was not written")
+    with summary.open() as handle:
+        rows = list(csv.DictReader(handle))
+    section.csvs.append(summary)
+    return rows
 
 
 def _float(value) -> float:
