@@ -16,7 +16,16 @@ import nox
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "workspace", "core", "control", "vision", "llm", "reproduce"]
+nox.options.sessions = [
+    "lint",
+    "workspace",
+    "core",
+    "control",
+    "vision",
+    "llm",
+    "llm-verl",
+    "reproduce",
+]
 
 PACKAGES = {
     "core": "era-core",
@@ -109,6 +118,43 @@ def vision(session: nox.Session) -> None:
 def llm(session: nox.Session) -> None:
     """era-llm (PyTorch, transformers); never JAX."""
     package_tests(session, "llm")
+
+
+# verl's V1 trainer (which the `era_sync` trainer extends) needs verl's `verl-core` extra:
+# TransferQueue and tensordict >= 0.10. Locking them would move packaging and tensordict for the
+# whole workspace, so this session adds them, pinned, on top of the locked era-llm environment.
+VERL_CORE_EXTRAS = ("transferqueue==0.1.11", "tensordict==0.10.0")
+
+
+def locked_version(name: str) -> str:
+    import tomllib
+
+    lock = tomllib.loads((Path(__file__).parent / "uv.lock").read_text())
+    return next(p["version"] for p in lock["package"] if p["name"] == name)
+
+
+@nox.session(name="llm-verl")
+def llm_verl(session: nox.Session) -> None:
+    """era-llm's verl integration inside verl's V1 trainer: a real TransferQueue on local Ray.
+
+    The locked era-llm environment plus `verl[verl-core]` at the locked verl version, with
+    TransferQueue and tensordict pinned (not in uv.lock, see VERL_CORE_EXTRAS).
+    """
+    sync(session, "--package", "era-llm", "--extra", "test")
+    pins = [f"verl[verl-core]=={locked_version('verl')}", *VERL_CORE_EXTRAS]
+    pins += [f"{name}=={locked_version(name)}" for name in ("torch", "transformers")]
+    session.run_install(
+        "uv", "pip", "install", "--python", session.virtualenv.location, *pins, external=True
+    )
+    session.run(
+        "pytest",
+        "packages/era-llm/tests/test_verl.py",
+        "packages/era-llm/tests/test_verl_trainer.py",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_USAGE_STATS_ENABLED": "0"},
+    )
 
 
 @nox.session

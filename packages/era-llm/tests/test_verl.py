@@ -129,7 +129,10 @@ def test_forking_zeroes_low_entropy_advantages():
 def test_trainer_registered_in_verl():
     # verl's V1 trainer imports TransferQueue (verl's `verl-core` extra), which this lock does not
     # install (it would move packaging and tensordict for the whole workspace)
-    pytest.importorskip("transfer_queue", reason="verl[verl-core] (TransferQueue) not installed")
+    pytest.importorskip(
+        "transfer_queue",
+        reason="verl[verl-core] (TransferQueue) not installed: the llm-verl nox session has it",
+    )
     from verl.trainer.ppo.v1 import get_trainer_cls
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
