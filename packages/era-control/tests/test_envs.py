@@ -85,6 +85,15 @@ def test_vector_env_auto_resets_and_reports_returns():
     assert env.episode == [1, 1]
 
 
+def test_vector_env_rejects_non_finite_actions_naming_the_seed():
+    envs = VectorEnv("dmc/cartpole-swingup", [3, 4])
+    envs.reset()
+    actions = np.zeros((2, envs.action_dim))
+    actions[1, 0] = np.nan
+    with pytest.raises(FloatingPointError, match=r"seed\(s\) \[4\].*diverged"):
+        envs.step(actions)
+
+
 def test_vector_env_state_dict_restores_exactly():
     rng = np.random.default_rng(1)
     a = VectorEnv("dmc/walker-walk", [0, 5], action_repeat=2)

@@ -242,6 +242,13 @@ class VectorEnv:
 
     def step(self, actions: np.ndarray) -> StepResult:
         actions = np.asarray(actions, np.float64).reshape(len(self.envs), self.action_dim)
+        finite = np.isfinite(actions).all(axis=1)
+        if not finite.all():
+            bad = [self.seeds[i] for i in np.flatnonzero(~finite)]
+            raise FloatingPointError(
+                f"the policy returned a non-finite action for seed(s) {bad}: training diverged "
+                "(NaN or inf in the network); the run directory keeps its last checkpoint"
+            )
         n = len(self.envs)
         obs = np.empty((n, self.observation_dim), np.float32)
         final = np.empty_like(obs)
