@@ -198,6 +198,15 @@ def test_every_preset_resolves_for_its_algos_and_quick_shrinks_it():
         )
         RunConfig.from_dict(short).validate()  # intervals shrink consistently with --steps
         assert short["eval_interval"] <= 3000
+        for steps in ("800", "3000", "12345"):  # evaluations happen on logging steps only
+            for q in ([], ["--quick"]):
+                run = resolve(
+                    parser.parse_args(
+                        ["--algo", preset["algos"][0], "--config", name, "--steps", steps, *q]
+                    )
+                )
+                assert run["eval_interval"] % run["log_interval"] == 0, (name, steps, run)
+                assert run["checkpoint_interval"] % run["log_interval"] == 0
     paper = load_preset("dmc-dog-humanoid")
     assert paper["run"]["seeds"] == 10 and paper["run"]["steps"] == 1_000_000
     cpu = load_preset("cpu-cheetah-walker")

@@ -60,6 +60,9 @@ def preset_agent(preset: dict[str, Any], algo: str) -> dict[str, Any]:
     return out
 
 
+RUN_INTERVALS = ("eval_interval", "checkpoint_interval")
+
+
 def default_intervals(steps: int) -> dict[str, int]:
     log = max(steps // 30, 1)
     evals = max(steps // 10 // log, 1) * log
@@ -83,9 +86,16 @@ def quick(run: dict[str, Any]) -> dict[str, Any]:
         agent["rollout_steps"] = min(int(agent.get("rollout_steps", 2048)), 1024)
     for key in ("log_interval", "eval_interval", "checkpoint_interval"):
         run[key] = min(run[key], default_intervals(run["steps"])[key])
-    if run["checkpoint_interval"] % run["log_interval"]:
-        log = run["log_interval"]
-        run["checkpoint_interval"] = max(run["checkpoint_interval"] // log, 1) * log
+    return align_intervals(run)
+
+
+def align_intervals(run: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Round the eval and checkpoint intervals (those not in ``keep``, i.e. not given as flags)
+    down to multiples of the log interval: both happen only on logging steps."""
+    log = run["log_interval"]
+    for key in ("eval_interval", "checkpoint_interval"):
+        if key not in keep and run[key] % log:
+            run[key] = max(run[key] // log, 1) * log
     return run
 
 
@@ -172,9 +182,7 @@ def resolve(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dic
         for key, value in default_intervals(max(args.steps, 1)).items():
             if getattr(args, key) is None and run[key] > args.steps:
                 run[key] = value
-        if args.checkpoint_interval is None and run["checkpoint_interval"] % run["log_interval"]:
-            log = run["log_interval"]
-            run["checkpoint_interval"] = max(run["checkpoint_interval"] // log, 1) * log
+        align_intervals(run, keep=tuple(k for k in RUN_INTERVALS if getattr(args, k) is not None))
     agent = dict(run["agent"])
     agent.update(parse_set(args.set))
     if args.target_entropy is not None:
