@@ -128,7 +128,9 @@ class TinyActorGroup:
             for p in self.model.parameters():
                 p -= 0.1 * p.grad
                 p.grad = None
-        return {"metrics": {"mfu": [0.0], "ratio_max_dev": [dev], "pg_loss": [float(loss.detach())]}}
+        return {
+            "metrics": {"mfu": [0.0], "ratio_max_dev": [dev], "pg_loss": [float(loss.detach())]}
+        }
 
 
 def padded_responses(model, temperature):
