@@ -162,7 +162,13 @@ class Actor(nn.Module):
 
 
 class DoubleCritic(nn.Module):
-    """Two Q-networks evaluated as one batched (vmapped) network: returns ``(2, ...)``."""
+    """Two Q-networks on the same input: returns ``(2, ...)``.
+
+    Two separate modules rather than one ``nn.vmap`` ensemble: with LayerNorm, XLA:CPU runs
+    the whole SAC update about 9 % faster this way (24.7 vs 22.7 ms per update with 2x512
+    LayerNorm+ELU networks at batch 256, side by side on the 2-core CPU); without LayerNorm the
+    two are equal.
+    """
 
     hidden: Sequence[int]
     activation: str = "elu"
@@ -170,15 +176,8 @@ class DoubleCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs, action):
-        ensemble = nn.vmap(
-            _QNet,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=None,
-            out_axes=0,
-            axis_size=2,
-        )
-        return ensemble(self.hidden, self.activation, self.layer_norm)(obs, action)
+        q = [_QNet(self.hidden, self.activation, self.layer_norm)(obs, action) for _ in range(2)]
+        return jnp.stack(q)
 
 
 class _QNet(nn.Module):
