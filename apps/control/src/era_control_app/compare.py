@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from era_core.runlog import read_jsonl
 
 
@@ -58,9 +60,8 @@ def load_run(path: Path) -> Run:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+    """Mean and population std (numpy's default), over seeds."""
+    return float(np.mean(values)), float(np.std(values))
 
 
 def summary(run: Run, last: int = 3) -> dict[str, Any]:
