@@ -1,27 +1,8 @@
-"""The era_control example in the repository README runs and prints what it says."""
-
-from __future__ import annotations
-
-import re
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[3]
+"""The era_control example in the repository README runs and prints what it says
+(the fixture is in the repository's conftest.py)."""
 
 
-def readme_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.+?)```", text, re.S)
-    return [b for b in blocks if re.search(r"^(?:import|from) era_control\b", b, re.M)]
-
-
-def run_readme_example(capsys) -> list[float]:
-    blocks = readme_blocks()
-    assert len(blocks) == 1, "README.md should hold one era_control example"
-    exec(compile(blocks[0], "README.md", "exec"), {})
-    return [float(x) for x in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", capsys.readouterr().out)]
-
-
-def test_readme_example(capsys):
-    gaussian_min, truncated_mean = run_readme_example(capsys)
+def test_readme_example(run_readme_example):
+    gaussian_min, truncated_mean = run_readme_example("era_control")
     assert abs(gaussian_min - (-3.0)) < 1e-4  # the Gaussian entropy sits at H0 = 6 * -0.5
     assert -3.0 - 6 * 0.7 < truncated_mean < -3.0  # truncation lowers it, by < log 2 per dim

@@ -14,15 +14,10 @@ ROOT = Path(__file__).resolve().parents[3]
 DOMAIN_IMPORT = re.compile(r"^\s*(?:import|from) era_(?:control|vision|llm)\b", re.M)
 
 
-def _python_blocks(path: Path) -> list[str]:
-    """The README's Python examples that need only era-core (each domain session runs its own)."""
-    blocks = re.findall(r"```python\n(.+?)```", path.read_text(), re.S)
-    return [block for block in blocks if not DOMAIN_IMPORT.search(block)]
-
-
 @pytest.mark.parametrize("readme", ["README.md", "packages/era-core/README.md"])
-def test_readme_examples_run(readme, capsys):
-    blocks = _python_blocks(ROOT / readme)
+def test_readme_examples_run(readme, capsys, readme_blocks):
+    # the examples that need only era-core (each domain session runs its own)
+    blocks = [b for b in readme_blocks(ROOT / readme) if not DOMAIN_IMPORT.search(b)]
     assert blocks, f"{readme} has no python example"
     for block in blocks:
         namespace: dict = {}

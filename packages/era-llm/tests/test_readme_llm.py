@@ -1,28 +1,8 @@
-"""The era_llm example in the repository README runs and prints what it says."""
-
-from __future__ import annotations
-
-import re
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[3]
+"""The era_llm example in the repository README runs and prints what it says
+(the fixture is in the repository's conftest.py)."""
 
 
-def readme_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.+?)```", text, re.S)
-    return [b for b in blocks if re.search(r"^(?:import|from) era_llm\b", b, re.M)]
-
-
-def run_readme_example(capsys) -> list[float]:
-    blocks = readme_blocks()
-    assert len(blocks) == 1, "README.md should hold one era_llm example"
-    exec(compile(blocks[0], "README.md", "exec"), {})
-    return [float(x) for x in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", capsys.readouterr().out)]
-
-
-def test_readme_example(capsys):
-    numbers = run_readme_example(capsys)
-    *scales, frac_inside = numbers
+def test_readme_example(run_readme_example):
+    *scales, frac_inside = run_readme_example("era_llm")
     assert len(scales) == 4 and set(scales) <= {0.5, 1.0, 2.0}
     assert 0.0 <= frac_inside <= 1.0
