@@ -3,8 +3,6 @@ Hydra config and dataclasses, the per-sample temperature path, the registered tr
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -14,22 +12,15 @@ from era_llm.ops import token_logprobs
 
 
 @pytest.fixture(scope="module")
-def verl_config():
-    import verl
-    from hydra import compose, initialize_config_dir
-
-    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
-    overrides = [o for o in era_verl.ENTRY_OVERRIDES if "ray_kwargs" not in o] + [
-        "actor_rollout_ref.actor.policy_loss.loss_mode=era",
-        "+actor_rollout_ref.actor.policy_loss.era_low=0.3",
-        "+actor_rollout_ref.actor.policy_loss.era_high=2.5",
-        "+actor_rollout_ref.actor.policy_loss.era_k=3.0",
+def verl_config(compose_verl):
+    return compose_verl(
+        0.3,
+        2.5,
+        3.0,
         "actor_rollout_ref.actor.clip_ratio_high=0.28",
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
         "actor_rollout_ref.actor.ppo_mini_batch_size=8",
-    ]
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        return compose("ppo_trainer", overrides=overrides)
+    )
 
 
 def verl_batch(seed=0, b=6, r=7):

@@ -14,8 +14,6 @@ hold: the ``llm_verl`` nox session installs it on top of the locked environment.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -46,23 +44,11 @@ def transfer_queue():
     ray.shutdown()
 
 
-def compose(low: float, high: float, k: float = 2.0):
-    import verl
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
-    overrides = [o for o in era_verl.ENTRY_OVERRIDES if "ray_kwargs" not in o] + [
-        "actor_rollout_ref.actor.policy_loss.loss_mode=era",
-        f"+actor_rollout_ref.actor.policy_loss.era_low={low}",
-        f"+actor_rollout_ref.actor.policy_loss.era_high={high}",
-        f"+actor_rollout_ref.actor.policy_loss.era_k={k}",
-        "algorithm.adv_estimator=grpo",
-        f"actor_rollout_ref.rollout.n={GROUP}",
-        f"actor_rollout_ref.rollout.temperature={TEMPERATURE}",
-    ]
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        return hydra_compose("ppo_trainer", overrides=overrides)
+RUN = (
+    "algorithm.adv_estimator=grpo",
+    f"actor_rollout_ref.rollout.n={GROUP}",
+    f"actor_rollout_ref.rollout.temperature={TEMPERATURE}",
+)
 
 
 class TinyActor(torch.nn.Module):
@@ -185,7 +171,7 @@ def read(batch, field):
     return value.to_padded_tensor(0.0) if value.is_nested else value
 
 
-def test_era_sync_scales_and_recomputes_inside_verl(transfer_queue):
+def test_era_sync_scales_and_recomputes_inside_verl(transfer_queue, compose_verl):
     trainer_cls = era_verl._register_trainer()
     model = TinyActor()
     seqs, logits, labels, mask, ref = padded_responses(model, TEMPERATURE)
@@ -193,7 +179,7 @@ def test_era_sync_scales_and_recomputes_inside_verl(transfer_queue):
     # positive-advantage ones get c = k and the others c = 1
     cfg = ERAConfig(low=5.0, high=6.0, k=2.0)
     trainer = trainer_cls.__new__(trainer_cls)
-    trainer.config = compose(cfg.low, cfg.high, cfg.k)
+    trainer.config = compose_verl(cfg.low, cfg.high, cfg.k, *RUN)
     trainer.actor_rollout_wg = TinyActorGroup(model)
 
     batch = put_rollout("a", seqs, ref, mask)
@@ -215,12 +201,14 @@ def test_era_sync_scales_and_recomputes_inside_verl(transfer_queue):
     assert not torch.allclose(era_lp.logprobs * mask, ref.logprobs * mask)
 
 
-def test_era_sync_inside_the_band_is_verls_grpo(transfer_queue):
+def test_era_sync_inside_the_band_is_verls_grpo(transfer_queue, compose_verl):
     trainer_cls = era_verl._register_trainer()
     model = TinyActor()
     seqs, _, _, mask, ref = padded_responses(model, TEMPERATURE)
     trainer = trainer_cls.__new__(trainer_cls)
-    trainer.config = compose(0.0, 10.0)  # every response inside: c = 1, nothing to recompute
+    trainer.config = compose_verl(
+        0.0, 10.0, 2.0, *RUN
+    )  # every response inside: c = 1, nothing to recompute
     trainer.actor_rollout_wg = TinyActorGroup(model)
 
     batch = put_rollout("b", seqs, ref, mask)
@@ -233,14 +221,14 @@ def test_era_sync_inside_the_band_is_verls_grpo(transfer_queue):
     assert trainer.actor_rollout_wg.calls == []
 
 
-def test_era_sync_update_uses_the_per_response_temperature(transfer_queue):
+def test_era_sync_update_uses_the_per_response_temperature(transfer_queue, compose_verl):
     """verl's ``_update_actor`` writes the scalar rollout temperature into the batch; ours must
     keep it from reaching the workers, or the first step's ratio is not 1 for scaled responses."""
     trainer_cls = era_verl._register_trainer()
     model = TinyActor()
     seqs, _, _, mask, ref = padded_responses(model, TEMPERATURE)
     trainer = trainer_cls.__new__(trainer_cls)
-    trainer.config = compose(5.0, 6.0)
+    trainer.config = compose_verl(5.0, 6.0, 2.0, *RUN)
     trainer.actor_rollout_wg = TinyActorGroup(model)
 
     batch = put_rollout("c", seqs, ref, mask)
