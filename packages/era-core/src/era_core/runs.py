@@ -20,14 +20,16 @@ in the same dictionary as opaque picklable values the app captures and restores 
 >>> import tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
 >>> run = new_run(out, {"lr": 0.1, "seed": 0})
->>> run.save_checkpoint({"step": 10})
+>>> run.save_checkpoint({"step": 10}).name
+'checkpoint.pkl'
 >>> run = resume_run(out, {"lr": 0.1, "seed": 0})
 >>> run.load_checkpoint()["step"]
 10
->>> resume_run(out, {"lr": 0.2, "seed": 0})
-Traceback (most recent call last):
-...
-ValueError: --resume ...: --lr cannot change on --resume (stored 0.1, given 0.2)...
+>>> try:
+...     resume_run(out, {"lr": 0.2, "seed": 0})
+... except ValueError as error:
+...     print(str(error).split(": ", 1)[1])
+--lr cannot change on --resume (stored 0.1, given 0.2); settings that may change on --resume: none
 >>> run.finish({"final": 1.0})
 >>> run_status(out)
 'done'
