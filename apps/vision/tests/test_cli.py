@@ -66,9 +66,11 @@ FLAGS = {
     ("--channels-last", "channels_last", 0, None, None, "BooleanOptionalAction"),
     ("--seed", "seed", None, "int", None, "_StoreAction"),
 }
-OPTION_STRINGS = {flag for flag, *_ in FLAGS} | {"--help"} | {
-    f"--no-{flag[2:]}" for flag, *rest in FLAGS if rest[-1] == "BooleanOptionalAction"
-}
+OPTION_STRINGS = (
+    {flag for flag, *_ in FLAGS}
+    | {"--help"}
+    | {f"--no-{flag[2:]}" for flag, *rest in FLAGS if rest[-1] == "BooleanOptionalAction"}
+)
 
 
 def test_the_flags_are_those_of_the_hand_written_parser():

@@ -66,10 +66,10 @@ def test_config_diff_names_every_differing_key(tmp_path):
 
 
 def test_resume_needs_a_run_directory(tmp_path):
-    with pytest.raises(RunError, match="--resume .*no config.json there"):
+    with pytest.raises(RunError, match=r"--resume .*no config.json there"):
         resume_run(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(RunError, match="config.json is not valid JSON"):
+    with pytest.raises(RunError, match=r"config.json is not valid JSON"):
         resume_run(tmp_path)
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(RunError, match="must hold a JSON object"):
@@ -122,7 +122,7 @@ def test_a_corrupted_or_empty_checkpoint_gives_a_clear_error(tmp_path, content):
 def test_missing_checkpoint_says_nothing_to_resume(tmp_path):
     run = resume_run(new_run(tmp_path / "r", CONFIG).path)
     assert not run.has_checkpoint()
-    with pytest.raises(RunError, match="no checkpoint.pkl there"):
+    with pytest.raises(RunError, match=r"no checkpoint.pkl there"):
         run.load_checkpoint()
 
 

@@ -64,9 +64,7 @@ class RunOptions:
         metadata=_run("stop after N epochs (resume later)", metavar="N",
                       default_text="run to the end"),
     )  # fmt: skip
-    no_progress: bool = field(
-        default=False, metadata=_run("no progress bar", action="store_true")
-    )
+    no_progress: bool = field(default=False, metadata=_run("no progress bar", action="store_true"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,8 @@ from era_core.runlog import atomic_write_text
 from era_core.runs import run_status
 
 from .config import ConfigError, compare_presets, resolve_config
-from .plots import plot, summarize as summarize_run
+from .plots import plot
+from .plots import summarize as summarize_run
 from .training import CHECKPOINT, DONE, prepare, train
 
 __all__ = ["METRICS", "run_comparison", "summarize"]

@@ -43,8 +43,7 @@ def _opt(group: str, help: str = "", **kwargs: Any) -> Any:
 
 
 def _f(default: Any, group: str, help: str = "", **kwargs: Any) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=_opt(group, help, **kwargs))
+    """A ``TrainConfig`` field with an immutable ``default`` and its command-line form."""
     return field(default=default, metadata=_opt(group, help, **kwargs))
 
 
@@ -82,7 +81,10 @@ class TrainConfig:
     re_mode: str = field(default="pixel", metadata=_OFF_CLI)
     color_jitter: float = _f(0.0, "data", "color jitter strength")
     hflip: float = _f(0.0, "data", "horizontal flip probability")
-    scale: list[float] = _f([0.6, 1.0], "data", "random-resized-crop area", nargs=2)
+    scale: list[float] = field(
+        default_factory=lambda: [0.6, 1.0],
+        metadata=_opt("data", "random-resized-crop area", nargs=2),
+    )
     crop_pct: float = _f(1.0, "data", "eval center-crop fraction")
     interpolation: str = field(default="bicubic", metadata=_OFF_CLI)
     mixup: float = _f(0.0, "data", "mixup alpha (0: off)")

@@ -61,9 +61,7 @@ def _run_dirs(run_dirs: Mapping[str, str | Path] | Sequence[str | Path]) -> dict
     return {str(path): Path(path) for path in run_dirs}
 
 
-def plot(
-    run_dirs: Mapping[str, str | Path] | Sequence[str | Path], path: str | Path
-) -> Path:
+def plot(run_dirs: Mapping[str, str | Path] | Sequence[str | Path], path: str | Path) -> Path:
     """Write one figure of the validation curves (top-1, NLL, ECE, mean entropy per epoch) of
     several runs to ``path``; ``run_dirs`` maps a legend label to a run directory (or is a
     list of directories, labelled by their path)."""

@@ -287,9 +287,7 @@ def open_run(config: TrainConfig, out: Path, *, resume: bool) -> runs.Run:
     have the same config but for :data:`RESUME_OVERRIDES`, and a checkpoint unless done."""
     if not resume:
         return runs.new_run(out, config.to_dict(), checkpoint=CHECKPOINT)
-    run = runs.resume_run(
-        out, config.to_dict(), may_change=RESUME_OVERRIDES, checkpoint=CHECKPOINT
-    )
+    run = runs.resume_run(out, config.to_dict(), may_change=RESUME_OVERRIDES, checkpoint=CHECKPOINT)
     if not run.done and not run.has_checkpoint():
         raise RunError(f"--resume {str(out)!r}: no {CHECKPOINT} there (nothing to resume)")
     return run
