@@ -35,6 +35,9 @@ def test_new_run_writes_config_and_refuses_a_non_empty_directory(tmp_path):
     empty.mkdir()
     assert run_status(empty) == "empty"
     new_run(empty, CONFIG)  # an empty directory is fine
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunError, match="is a file, not a directory"):
+        new_run(tmp_path / "file", CONFIG)
 
 
 def test_resume_returns_the_stored_config_and_checkpoint(tmp_path):

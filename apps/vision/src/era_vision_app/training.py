@@ -344,7 +344,8 @@ def _update(parts: Components, config: TrainConfig, images, targets, step: int):
 def train_epoch(
     parts: Components, config: TrainConfig, epoch: int, step: int, progress: bool
 ) -> tuple[dict[str, float], int]:
-    """One pass over the training loader; returns the epoch's training metrics and the step."""
+    """One pass over the training loader; returns the epoch's training metrics (loss, top-1,
+    img/s, start time) and the global step after it."""
     parts.generator.manual_seed(_epoch_seed(config.seed, epoch))
     parts.model.train()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -388,7 +389,7 @@ def train_epoch(
         "train_loss": loss_sum / max(seen, 1),
         "train_top1": 100.0 * correct / max(seen, 1),
         "img_per_s": seen / max(train_time, 1e-9),
-        "start": start,
+        "epoch_start": start,  # perf_counter at the epoch's start, for epoch_time_s
     }
     return stats, step
 
@@ -427,7 +428,7 @@ def evaluate_epoch(
         "val_entropy_min": result["entropy_min"],
         "lr": parts.optimizer.param_groups[0]["lr"],
         "img_per_s": stats["img_per_s"],
-        "epoch_time_s": time.perf_counter() - stats["start"],
+        "epoch_time_s": time.perf_counter() - stats["epoch_start"],
         "min_entropy": config.min_entropy if config.era else None,
     }
     if parts.ema is not None:

@@ -242,7 +242,9 @@ def new_run(
     path = Path(path)
     status = run_status(path, checkpoint=checkpoint)
     if status not in ("absent", "empty"):
-        if status == "foreign":
+        if path.exists() and not path.is_dir():
+            reason = "is a file, not a directory"
+        elif status == "foreign":
             reason = "is not empty and not a run of this app"
         else:
             reason = f"already holds a run ({status})"
