@@ -7,7 +7,9 @@
   / ``<metric>_std`` (sample std, ddof=1) for top1, top5 (%), nll, ece, entropy_mean,
   entropy_min;
 * ``DIR/summary.md``: the same as a Markdown table (mean ± std);
-* ``DIR/summary.json``: the per-seed finals and the aggregates; ``DIR/DONE`` at the end.
+* ``DIR/summary.json``: the per-seed finals and the aggregates;
+* ``DIR/comparison.png``: the validation curves of every run (``plots.plot``); ``DIR/DONE``
+  at the end.
 
 Running the same command again skips finished runs and resumes interrupted ones, so a long
 comparison survives preemption. :func:`run_comparison` is the Python entry point.
@@ -23,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from era_core.runlog import atomic_write_text
+from era_core.runs import run_status
 
 from .config import ConfigError, compare_presets, resolve_config
-from .train import CHECKPOINT, DONE, prepare, train
+from .plots import plot
+from .plots import summarize as summarize_run
+from .training import CHECKPOINT, DONE, prepare, train
 
 __all__ = ["METRICS", "run_comparison", "summarize"]
 
@@ -87,13 +92,15 @@ def run_comparison(
         run_dir = out / arm / f"seed{seed}"
         if progress:
             print(f"== {arm} seed {seed} -> {run_dir}", flush=True)
-        resume = (run_dir / CHECKPOINT).exists() or (run_dir / DONE).exists()
-        if not resume and (run_dir / "config.json").exists():
+        status = run_status(run_dir, checkpoint=CHECKPOINT)
+        if status == "started":
             # started but killed before its first checkpoint: start that run over
             for path in sorted(run_dir.rglob("*"), reverse=True):
                 path.unlink() if path.is_file() else path.rmdir()
-        train(run, run_dir, resume=resume, progress=progress)
+        train(run, run_dir, resume=status in ("checkpointed", "done"), progress=progress)
     rows = summarize(out, arms, seeds)
+    plot({f"{arm}/seed{seed}": out / arm / f"seed{seed}" for arm, seed in prepared},
+         out / "comparison.png")  # fmt: skip
     atomic_write_text(out / DONE, "complete\n")
     return rows
 
@@ -105,13 +112,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize(out: str | Path, arms: list[str], seeds: list[int]) -> list[dict[str, Any]]:
-    """Aggregate ``out/<arm>/seed<k>/summary.json`` into summary.csv / .md / .json."""
+    """Aggregate the finished runs ``out/<arm>/seed<k>/`` (``plots.summarize``) into
+    summary.csv / .md / .json."""
     out = Path(out)
     rows, runs = [], {}
     for arm in arms:
         finals = []
         for seed in seeds:
-            summary = json.loads((out / arm / f"seed{seed}" / "summary.json").read_text())
+            summary = summarize_run(out / arm / f"seed{seed}")
             finals.append(summary["final"])
             runs[f"{arm}/seed{seed}"] = summary["final"]
         config = summary["config"]

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from era_core.cli import option
+
 __all__ = [
     "ConfigError",
     "TrainConfig",
@@ -30,64 +32,93 @@ class ConfigError(ValueError):
     """A bad setting: the message names the flag, the value and what is valid."""
 
 
+ERA_MODES = ("paper", "exact")
+DATASETS = ("digits", "cifar10", "imagenet")
+AMP_DTYPES = ("bfloat16", "float16")
+
+
+def _opt(group: str, help: str = "", **kwargs: Any) -> Any:
+    """A ``TrainConfig`` field's command-line form (``era_core.cli.option``) in ``group``."""
+    return option(help, group=group, **kwargs)
+
+
+def _f(default: Any, group: str, help: str = "", **kwargs: Any) -> Any:
+    """A ``TrainConfig`` field with an immutable ``default`` and its command-line form."""
+    return field(default=default, metadata=_opt(group, help, **kwargs))
+
+
+_OFF_CLI = option(cli=False)
+
+
 @dataclass
 class TrainConfig:
-    """Every setting of one training run (saved as ``config.json`` in the run directory)."""
+    """Every setting of one training run (saved as ``config.json`` in the run directory).
+
+    Each field's metadata gives its ``era-vision-train`` flag (``--field-name``), help text
+    and ``--help`` section (``era_core.cli``); fields marked off the command line are set by
+    presets or are bookkeeping.
+    """
 
     # model and head
-    model: str = "resnet18"
-    era: bool = True
-    min_entropy: float = 0.6
-    tau: float = 4.0
-    era_mode: str = "paper"
-    drop_rate: float = 0.0
-    drop_path_rate: float = 0.0
+    model: str = _f("resnet18", "model", "timm model name")
+    era: bool = _f(True, "model", "ERA head on the logits")
+    min_entropy: float = _f(0.6, "model", "H_min in nats")
+    tau: float = _f(4.0, "model", "ERA tau")
+    era_mode: str = _f("paper", "model", "ERA variant", choices=ERA_MODES)
+    drop_rate: float = _f(0.0, "model", "dropout before the classifier")
+    drop_path_rate: float = _f(0.0, "model", "stochastic depth")
     # data
-    dataset: str = "digits"  # digits | cifar10 | imagenet (any ImageFolder tree)
-    data_dir: str | None = None
-    num_classes: int | None = None  # expected class count; None: whatever the data has
-    img_size: int = 32
-    aug: bool = True
-    auto_augment: str | None = None
-    re_prob: float = 0.0
-    re_mode: str = "pixel"
-    color_jitter: float = 0.0
-    hflip: float = 0.0
-    scale: list[float] = field(default_factory=lambda: [0.6, 1.0])
-    crop_pct: float = 1.0
-    interpolation: str = "bicubic"
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    workers: int = 0
-    limit_train_batches: int = 0  # 0: all
-    limit_val_batches: int = 0
+    dataset: str = _f("digits", "data", "recipe family (imagenet: any ImageFolder tree)",
+                      choices=DATASETS)  # fmt: skip
+    data_dir: str | None = _f(None, "data", "ImageFolder (train/, val/) or CIFAR-10 dir",
+                              default_text="the embedded digits")  # fmt: skip
+    num_classes: int | None = _f(None, "data", "expected class count",
+                                 default_text="whatever the data has")  # fmt: skip
+    img_size: int = _f(32, "data", "input resolution")
+    aug: bool = _f(True, "data", "timm training augmentation (off: resize + center crop)")
+    auto_augment: str | None = _f(None, "data", "timm auto-augment, e.g. rand-m9-mstd0.5")
+    re_prob: float = _f(0.0, "data", "random erasing probability")
+    re_mode: str = field(default="pixel", metadata=_OFF_CLI)
+    color_jitter: float = _f(0.0, "data", "color jitter strength")
+    hflip: float = _f(0.0, "data", "horizontal flip probability")
+    scale: list[float] = field(
+        default_factory=lambda: [0.6, 1.0],
+        metadata=_opt("data", "random-resized-crop area", nargs=2),
+    )
+    crop_pct: float = _f(1.0, "data", "eval center-crop fraction")
+    interpolation: str = field(default="bicubic", metadata=_OFF_CLI)
+    mixup: float = _f(0.0, "data", "mixup alpha (0: off)")
+    cutmix: float = _f(0.0, "data", "cutmix alpha (0: off)")
+    workers: int = _f(0, "data", "data-loader workers")
+    limit_train_batches: int = _f(0, "data", "training batches per epoch (0: all)")
+    limit_val_batches: int = _f(0, "data", "validation batches per evaluation (0: all)")
     # optimisation
-    epochs: int = 10
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    opt: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    sched: str = "cosine"
-    warmup_epochs: int = 1
-    warmup_lr: float = 1e-3
-    min_lr: float = 0.0
-    label_smoothing: float = 0.1
-    ema: bool = False
-    ema_decay: float = 0.9998
+    epochs: int = _f(10, "optimisation", "training epochs")
+    batch_size: int = _f(64, "optimisation", "training batch size")
+    eval_batch_size: int = _f(256, "optimisation", "evaluation batch size")
+    opt: str = _f("sgd", "optimisation", "timm optimizer name")
+    lr: float = _f(0.05, "optimisation", "peak learning rate")
+    momentum: float = _f(0.9, "optimisation", "optimizer momentum")
+    weight_decay: float = _f(5e-4, "optimisation", "weight decay")
+    sched: str = _f("cosine", "optimisation", "timm scheduler name")
+    warmup_epochs: int = _f(1, "optimisation", "linear warm-up epochs")
+    warmup_lr: float = _f(1e-3, "optimisation", "learning rate at the start of warm-up")
+    min_lr: float = _f(0.0, "optimisation", "final learning rate of the schedule")
+    label_smoothing: float = _f(0.1, "optimisation", "label smoothing")
+    ema: bool = _f(False, "optimisation", "keep a timm ModelEmaV3 and evaluate it too")
+    ema_decay: float = _f(0.9998, "optimisation", "EMA decay per update")
     # execution
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = False
-    amp_dtype: str = "bfloat16"
-    compile: bool = False
-    channels_last: bool = False
-    seed: int = 0
+    device: str = _f("auto", "execution", "auto, cpu, cuda, cuda:N")
+    amp: bool = _f(False, "execution", "mixed precision (autocast)")
+    amp_dtype: str = _f("bfloat16", "execution", "autocast dtype", choices=AMP_DTYPES)
+    compile: bool = _f(False, "execution", "torch.compile the model")
+    channels_last: bool = _f(False, "execution", "channels-last memory format")
+    seed: int = _f(0, "execution", "random seed")
     # bookkeeping (not used to train)
-    preset: str | None = None
-    quick: bool = False
-    description: str = ""
-    paper: dict[str, float] | None = None
+    preset: str | None = field(default=None, metadata=_OFF_CLI)
+    quick: bool = field(default=False, metadata=_OFF_CLI)
+    description: str = field(default="", metadata=_OFF_CLI)
+    paper: dict[str, float] | None = field(default=None, metadata=_OFF_CLI)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,11 +152,11 @@ class TrainConfig:
         need(0 < self.ema_decay < 1, "ema-decay", self.ema_decay, "in (0, 1)")
         need(self.workers >= 0, "workers", self.workers, ">= 0")
         need(self.warmup_epochs >= 0, "warmup-epochs", self.warmup_epochs, ">= 0")
-        need(self.era_mode in ("paper", "exact"), "era-mode", self.era_mode, "paper or exact")
-        need(self.amp_dtype in ("bfloat16", "float16"), "amp-dtype", self.amp_dtype,
+        need(self.era_mode in ERA_MODES, "era-mode", self.era_mode, "paper or exact")
+        need(self.amp_dtype in AMP_DTYPES, "amp-dtype", self.amp_dtype,
              "bfloat16 or float16")  # fmt: skip
         need(
-            self.dataset in ("digits", "cifar10", "imagenet"),
+            self.dataset in DATASETS,
             "dataset",
             self.dataset,
             "digits, cifar10 or imagenet",

@@ -1,9 +1,17 @@
-"""The end-of-run figure: accuracy, NLL/ECE and entropy curves, and a reliability diagram."""
+"""What the vision app reports about its runs: summaries and figures.
+
+* :func:`summarize` (one run directory -> its summary: config, final metrics row, ...);
+* :func:`plot_run` (``curves.png`` of one run: accuracy, NLL/ECE and entropy curves, and a
+  reliability diagram);
+* :func:`plot` (validation curves of several runs in one figure, e.g. a comparison).
+"""
 
 from __future__ import annotations
 
 import io
+import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +23,65 @@ import itertools
 import matplotlib.pyplot as plt
 
 from era_core.runlog import atomic_write_bytes, read_jsonl
+from era_core.runs import CONFIG, SUMMARY
 
-__all__ = ["plot_run"]
+__all__ = ["plot", "plot_run", "summarize"]
 
 
 def _column(rows: list[dict[str, Any]], key: str) -> list[float]:
     return [math.nan if row.get(key) is None else float(row[key]) for row in rows]
+
+
+def summarize(run_dir: str | Path) -> dict[str, Any]:
+    """The summary of the run in ``run_dir``.
+
+    A finished run's ``summary.json`` (config, classes, layout, sizes, ``final`` metrics row,
+    reliability bins, paper figures). For an unfinished run: its ``config`` and the last
+    metrics row as ``final`` (``finished`` tells which).
+
+    Raises:
+        ValueError: ``run_dir`` holds no run, or an unfinished one without metrics yet.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / SUMMARY).is_file():
+        return {**json.loads((run_dir / SUMMARY).read_text()), "finished": True}
+    metrics = run_dir / "metrics.jsonl"
+    if not (run_dir / CONFIG).is_file() or not metrics.is_file() or not read_jsonl(metrics):
+        raise ValueError(
+            f"run_dir {str(run_dir)!r} holds no run with metrics (needs {SUMMARY}, or "
+            f"{CONFIG} and metrics.jsonl)"
+        )
+    config = json.loads((run_dir / CONFIG).read_text())
+    return {"config": config, "final": read_jsonl(metrics)[-1], "finished": False}
+
+
+def _run_dirs(run_dirs: Mapping[str, str | Path] | Sequence[str | Path]) -> dict[str, Path]:
+    if isinstance(run_dirs, Mapping):
+        return {str(label): Path(path) for label, path in run_dirs.items()}
+    return {str(path): Path(path) for path in run_dirs}
+
+
+def plot(run_dirs: Mapping[str, str | Path] | Sequence[str | Path], path: str | Path) -> Path:
+    """Write one figure of the validation curves (top-1, NLL, ECE, mean entropy per epoch) of
+    several runs to ``path``; ``run_dirs`` maps a legend label to a run directory (or is a
+    list of directories, labelled by their path)."""
+    runs = _run_dirs(run_dirs)
+    if not runs:
+        raise ValueError("run_dirs must name at least one run directory, got none")
+    panels = (("val_top1", "top-1 (%)"), ("val_nll", "NLL (nats)"), ("val_ece", "ECE"),
+              ("val_entropy_mean", "mean entropy (nats)"))  # fmt: skip
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8), constrained_layout=True)
+    for label, run_dir in runs.items():
+        rows = read_jsonl(run_dir / "metrics.jsonl")
+        for ax, (key, _) in zip(axes.flat, panels, strict=True):
+            ax.plot(_column(rows, "epoch"), _column(rows, key), "o-", label=label)
+    for ax, (_, name) in zip(axes.flat, panels, strict=True):
+        ax.set(xlabel="epoch", ylabel=name, title=f"{name} (val)")
+    axes[0, 0].legend(fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def plot_run(out: str | Path, summary: dict[str, Any]) -> Path:

@@ -1,11 +1,12 @@
 """era_vision — Entropy Regularizing Activation for image classifiers (any timm model).
 
 ``create_model(name, num_classes=..., min_entropy=...)`` is ``timm.create_model`` whose outputs
-are ERA logits; ``wrap(model, min_entropy)`` does the same to an existing timm model.
+are ERA logits (``min_entropy=None``: the plain timm model); ``wrap(model, min_entropy)`` does
+the same to an existing timm model; ``check_model_name(name)`` is the name check they share.
 """
 
 from . import metrics
-from ._head import ERAConfig, create_model, era_config, era_logits, unwrap, wrap
+from ._head import ERAConfig, check_model_name, create_model, era_config, era_logits, unwrap, wrap
 from .metrics import ClassificationMetrics
 
 __version__ = "0.1.0"
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ClassificationMetrics",
     "ERAConfig",
+    "check_model_name",
     "create_model",
     "era_config",
     "era_logits",

@@ -24,7 +24,7 @@ from torch import nn
 
 import era_core
 
-__all__ = ["ERAConfig", "create_model", "era_config", "unwrap", "wrap"]
+__all__ = ["ERAConfig", "check_model_name", "create_model", "era_config", "unwrap", "wrap"]
 
 _MODES = ("paper", "exact")
 
@@ -126,20 +126,34 @@ def era_config(model: nn.Module) -> ERAConfig | None:
     return getattr(model, "_era", None) if isinstance(model, _ERAMixin) else None
 
 
+def check_model_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is a timm model (or a hub / local-dir name); the
+    message suggests close timm names."""
+    if timm.is_model(name) or _is_hub_name(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
+    raise ValueError(f"unknown timm model name {name!r}{hint}")
+
+
 def create_model(
     name: str,
     *,
     num_classes: int,
-    min_entropy: float,
+    min_entropy: float | None,
     tau: float = 4.0,
     mode: str = "paper",
     pretrained: bool = False,
+    img_size: int | None = None,
     **timm_kwargs,
 ) -> nn.Module:
     """``timm.create_model`` with the ERA head: outputs are the ERA logits ``z'``.
 
     Use them exactly like logits: ``cross_entropy`` (label smoothing, mixup targets) applies
-    unchanged. The floor is checked before the model is built.
+    unchanged. The floor and the name are checked before the model is built.
+    ``min_entropy=None`` returns the plain timm model (no head), for baselines built the same
+    way. ``img_size`` is passed to the models that take it (ViTs and the like); models that
+    take any input size (CNNs) are built without it.
 
     Example:
       >>> import torch, era_vision
@@ -148,13 +162,20 @@ def create_model(
       >>> bool((era_core.categorical_entropy(z) >= 0.6).all())
       True
     """
-    ERAConfig(float(min_entropy), float(tau), mode).check(num_classes)
-    if not timm.is_model(name) and not _is_hub_name(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown timm model name {name!r}{hint}")
-    model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **timm_kwargs)
-    if timm_kwargs.get("features_only"):
+    if min_entropy is not None:
+        ERAConfig(float(min_entropy), float(tau), mode).check(num_classes)
+    check_model_name(name)
+    kwargs = {"pretrained": pretrained, "num_classes": num_classes, **timm_kwargs}
+    if img_size is None:
+        model = timm.create_model(name, **kwargs)
+    else:
+        try:
+            model = timm.create_model(name, img_size=img_size, **kwargs)
+        except TypeError as error:  # the model has no img_size argument: it takes any size
+            if "img_size" not in str(error):
+                raise
+            model = timm.create_model(name, **kwargs)
+    if timm_kwargs.get("features_only") or min_entropy is None:
         # timm's feature-map extractor has no classifier, so there is no head to floor: it is
         # returned exactly as timm builds it (as ``reset_classifier(0)`` returns features).
         return model

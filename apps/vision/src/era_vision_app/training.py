@@ -1,0 +1,527 @@
+"""The training run of era-vision-train: checks, components, epochs, checkpoints, summary.
+
+A thin loop around timm's factories (``create_transform``, ``create_optimizer_v2``,
+``create_scheduler_v2``, its label-smoothing / soft-target losses, ``Mixup`` and
+``ModelEmaV3``) and ``era_vision.create_model``. The run directory's lifecycle (new run,
+resume with a config check, atomic checkpoint, ``summary.json`` and ``DONE``, RNG states) is
+``era_core.runs``; the metric files are ``era_core.runlog``.
+
+:func:`train` is a sequence of named steps: :func:`open_run`, :func:`build`,
+:func:`restore`, then per epoch :func:`train_epoch`, :func:`evaluate_epoch` and
+:func:`save_checkpoint`, and at the end :func:`finish`.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import era_vision
+from era_core import runs
+from era_core.runlog import MetricsLogger
+from era_core.runs import RunError
+from era_vision.metrics import ClassificationMetrics
+
+from .config import ConfigError, TrainConfig
+from .data import DataError, Datasets, load_datasets
+
+__all__ = [
+    "CHECKPOINT",
+    "DONE",
+    "RESUME_OVERRIDES",
+    "Prepared",
+    "RunError",
+    "prepare",
+    "train",
+]
+
+CHECKPOINT = "checkpoint.pt"
+DONE = runs.DONE
+DIGITS_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+RESUME_OVERRIDES = ("workers", "device")  # may change between sessions; nothing else may
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_model_name(name: str) -> None:
+    """Unknown timm names fail before any data is read, with close names suggested."""
+    try:
+        era_vision.check_model_name(name)
+    except ValueError as error:
+        raise ConfigError(f"--model {name!r}: {error}") from None
+
+
+def check_min_entropy(config: TrainConfig, num_classes: int) -> None:
+    if not config.era:
+        return
+    try:
+        era_vision.ERAConfig(config.min_entropy, config.tau, config.era_mode).check(num_classes)
+    except ValueError as error:
+        raise ConfigError(f"--min-entropy: {error}") from None
+
+
+@dataclass
+class Prepared:
+    """A validated configuration with its data, before any file is written."""
+
+    config: TrainConfig
+    data: Datasets
+
+
+def prepare(config: TrainConfig, data: Datasets | None = None) -> Prepared:
+    """Every check that can fail before training: config ranges, model name, data, H_min.
+
+    ``data`` reuses datasets already loaded from the same ``--data-dir`` (comparisons).
+    """
+    config.validate()
+    check_model_name(config.model)
+    if config.era and config.num_classes is not None:
+        check_min_entropy(config, config.num_classes)
+    if data is None:
+        data = load_datasets(config.data_dir, config.num_classes)
+    elif config.num_classes is not None and config.num_classes != data.num_classes:
+        raise DataError(
+            f"class-count mismatch: expected --num-classes {config.num_classes}, but the data "
+            f"has {data.num_classes} classes"
+        )
+    check_min_entropy(config, data.num_classes)
+    if len(data.train) < config.batch_size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} is larger than the training set "
+            f"({len(data.train)} images)"
+        )
+    return Prepared(config, data)
+
+
+# ----------------------------------------------------------------------------- components
+
+
+def create_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """``era_vision.create_model`` for ``config`` (the plain timm model when ERA is off)."""
+    kwargs: dict[str, Any] = {"drop_rate": config.drop_rate}
+    if config.drop_path_rate:
+        kwargs["drop_path_rate"] = config.drop_path_rate
+    return era_vision.create_model(
+        config.model,
+        num_classes=num_classes,
+        min_entropy=config.min_entropy if config.era else None,
+        tau=config.tau,
+        mode=config.era_mode,
+        img_size=config.img_size,
+        **kwargs,
+    )
+
+
+def make_transforms(config: TrainConfig, layout: str):
+    mean, std = (
+        DIGITS_MEAN_STD if layout == "digits" else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+    )
+    common = {"interpolation": config.interpolation, "mean": mean, "std": std}
+    train = create_transform(
+        config.img_size,
+        is_training=True,
+        no_aug=not config.aug,
+        scale=tuple(config.scale),
+        hflip=config.hflip,
+        color_jitter=config.color_jitter,
+        auto_augment=config.auto_augment if config.aug else None,
+        re_prob=config.re_prob if config.aug else 0.0,
+        re_mode=config.re_mode,
+        **common,
+    )
+    val = create_transform(config.img_size, is_training=False, crop_pct=config.crop_pct, **common)
+    return train, val
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r} but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (the global RNG that libraries draw from)
+    torch.manual_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:  # python/numpy RNGs of a worker follow torch's seed
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002
+
+
+def rng_state() -> dict[str, Any]:
+    """Python's, NumPy's, torch's and (when present) CUDA's RNG states."""
+    cuda = {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
+    return runs.rng_state(torch=torch.get_rng_state(), **cuda)
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    framework = runs.set_rng_state(state)
+    torch.set_rng_state(framework["torch"])
+    if "cuda" in framework and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(framework["cuda"])
+
+
+@dataclass
+class Components:
+    """Everything one run trains with, built from its config and data by :func:`build`."""
+
+    device: torch.device
+    model: nn.Module
+    step_model: nn.Module  # ``model`` or its ``torch.compile``
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a timm scheduler, or None
+    train_loader: DataLoader
+    val_loader: DataLoader
+    generator: torch.Generator  # the training loader's shuffle, reseeded every epoch
+    updates_per_epoch: int
+    mixup: Mixup | None
+    loss_fn: nn.Module
+    ema: ModelEmaV3 | None
+    scaler: torch.amp.GradScaler | None
+
+
+def _loaders(config: TrainConfig, data: Datasets, device: torch.device):
+    generator = torch.Generator()
+    train_loader = DataLoader(
+        data.train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=config.workers,
+        worker_init_fn=_worker_init,
+        drop_last=True,  # as timm: no tiny last batch (batch norm, Mixup's even batches)
+        pin_memory=device.type == "cuda",
+    )
+    val_loader = DataLoader(
+        data.val,
+        batch_size=config.eval_batch_size,
+        shuffle=False,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+    )
+    return generator, train_loader, val_loader
+
+
+def _loss(config: TrainConfig, num_classes: int) -> tuple[Mixup | None, nn.Module]:
+    if config.mixup > 0 or config.cutmix > 0:
+        mixup = Mixup(
+            mixup_alpha=config.mixup,
+            cutmix_alpha=config.cutmix,
+            label_smoothing=config.label_smoothing,
+            num_classes=num_classes,
+        )
+        return mixup, SoftTargetCrossEntropy()
+    if config.label_smoothing > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=config.label_smoothing)
+    return None, nn.CrossEntropyLoss()
+
+
+def build(config: TrainConfig, data: Datasets) -> Components:
+    """Seed, set the transforms and build model, optimizer, loaders, schedule, loss, EMA."""
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    data.train.transform, data.val.transform = make_transforms(config, data.layout)
+    model = create_model(config, data.num_classes).to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if config.compile else model
+    optimizer = create_optimizer_v2(
+        model,
+        opt=config.opt,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+    )
+    generator, train_loader, val_loader = _loaders(config, data, device)
+    updates_per_epoch = len(train_loader)
+    if config.limit_train_batches:
+        updates_per_epoch = min(updates_per_epoch, config.limit_train_batches)
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=config.sched,
+        num_epochs=config.epochs,
+        warmup_epochs=min(config.warmup_epochs, config.epochs - 1),
+        warmup_lr=config.warmup_lr,
+        min_lr=config.min_lr,
+        step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch,
+    )
+    mixup, loss_fn = _loss(config, data.num_classes)
+    ema = ModelEmaV3(model, decay=config.ema_decay) if config.ema else None
+    float16 = config.amp and config.amp_dtype == "float16"
+    scaler = torch.amp.GradScaler(device.type) if float16 else None
+    return Components(
+        device, model, step_model, optimizer, scheduler, train_loader, val_loader, generator,
+        updates_per_epoch, mixup, loss_fn, ema, scaler,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def open_run(config: TrainConfig, out: Path, *, resume: bool) -> runs.Run:
+    """A new run in ``out`` (missing or empty), or the run there reopened; a resumed run must
+    have the same config but for :data:`RESUME_OVERRIDES`, and a checkpoint unless done."""
+    if not resume:
+        return runs.new_run(out, config.to_dict(), checkpoint=CHECKPOINT)
+    run = runs.resume_run(out, config.to_dict(), may_change=RESUME_OVERRIDES, checkpoint=CHECKPOINT)
+    if not run.done and not run.has_checkpoint():
+        raise RunError(f"--resume {str(out)!r}: no {CHECKPOINT} there (nothing to resume)")
+    return run
+
+
+def restore(run: runs.Run, parts: Components) -> tuple[int, int, dict[str, Any] | None]:
+    """Load the checkpoint into ``parts``; returns ``(epoch, step, last_eval)``."""
+    state = run.load_checkpoint(
+        deserialize=lambda blob: torch.load(
+            io.BytesIO(blob), map_location=parts.device, weights_only=False
+        )
+    )
+    parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if parts.scheduler is not None:
+        parts.scheduler.load_state_dict(state["scheduler"])
+    if parts.ema is not None:
+        parts.ema.load_state_dict(state["ema"])
+    if parts.scaler is not None:
+        parts.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return state["epoch"], state["step"], state["last_eval"]
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 12345) % 2**63
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype, enabled=config.amp)
+
+
+def _update(parts: Components, config: TrainConfig, images, targets, step: int):
+    """One optimizer step on a batch; returns ``(loss, logits)`` (detached)."""
+    with _autocast(config, parts.device):
+        logits = parts.step_model(images)
+        loss = parts.loss_fn(logits, targets)
+    parts.optimizer.zero_grad(set_to_none=True)
+    if parts.scaler is not None:
+        parts.scaler.scale(loss).backward()
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        loss.backward()
+        parts.optimizer.step()
+    if parts.ema is not None:
+        parts.ema.update(parts.model, step=step)
+    if parts.scheduler is not None:
+        parts.scheduler.step_update(num_updates=step)
+    return loss.detach(), logits.detach()
+
+
+def train_epoch(
+    parts: Components, config: TrainConfig, epoch: int, step: int, progress: bool
+) -> tuple[dict[str, float], int]:
+    """One pass over the training loader; returns the epoch's training metrics (loss, top-1,
+    img/s, start time) and the global step after it."""
+    parts.generator.manual_seed(_epoch_seed(config.seed, epoch))
+    parts.model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    batches = parts.train_loader
+    if config.limit_train_batches:
+        batches = itertools.islice(parts.train_loader, config.limit_train_batches)
+    bar = tqdm(
+        batches,
+        total=parts.updates_per_epoch,
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    start = time.perf_counter()
+    for images, targets in bar:
+        images = images.to(parts.device, non_blocking=True)
+        targets = targets.to(parts.device, non_blocking=True)
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        hard_targets = targets
+        if parts.mixup is not None:
+            images, targets = parts.mixup(images, targets)
+        step += 1
+        loss, logits = _update(parts, config, images, targets, step)
+        n = images.shape[0]
+        loss_sum += float(loss) * n
+        correct += int((logits.argmax(-1) == hard_targets).sum())
+        seen += n
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(
+            loss=f"{loss_sum / seen:.3f}",
+            acc=f"{100 * correct / seen:.1f}",
+            img_s=f"{seen / max(elapsed, 1e-9):.0f}",
+        )
+    bar.close()
+    train_time = time.perf_counter() - start
+    if parts.scheduler is not None:
+        parts.scheduler.step(epoch + 1)
+    stats = {
+        "train_loss": loss_sum / max(seen, 1),
+        "train_top1": 100.0 * correct / max(seen, 1),
+        "img_per_s": seen / max(train_time, 1e-9),
+        "epoch_start": start,  # perf_counter at the epoch's start, for epoch_time_s
+    }
+    return stats, step
+
+
+def evaluate(model, loader, config, device, limit: int = 0) -> ClassificationMetrics:
+    metrics = ClassificationMetrics()
+    model.eval()
+    batches = itertools.islice(loader, limit) if limit else loader
+    with torch.no_grad():
+        for images, targets in batches:
+            images = images.to(device, non_blocking=True)
+            if config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with _autocast(config, device):
+                logits = model(images)
+            metrics.update(logits.float(), targets.to(device))
+    return metrics
+
+
+def evaluate_epoch(
+    parts: Components, config: TrainConfig, epoch: int, step: int, stats: dict[str, float]
+) -> dict[str, Any]:
+    """Validate after an epoch; returns ``last_eval``: the metrics row and reliability bins."""
+    val = evaluate(parts.model, parts.val_loader, config, parts.device, config.limit_val_batches)
+    result = val.compute()
+    row = {
+        "epoch": epoch + 1,
+        "step": step,
+        "train_loss": stats["train_loss"],
+        "train_top1": stats["train_top1"],
+        "val_top1": 100.0 * result["top1"],
+        "val_top5": 100.0 * result["top5"],
+        "val_nll": result["nll"],
+        "val_ece": result["ece"],
+        "val_entropy_mean": result["entropy_mean"],
+        "val_entropy_min": result["entropy_min"],
+        "lr": parts.optimizer.param_groups[0]["lr"],
+        "img_per_s": stats["img_per_s"],
+        "epoch_time_s": time.perf_counter() - stats["epoch_start"],
+        "min_entropy": config.min_entropy if config.era else None,
+    }
+    if parts.ema is not None:
+        ema_result = evaluate(
+            parts.ema.module, parts.val_loader, config, parts.device, config.limit_val_batches
+        ).compute()
+        row["ema_val_top1"] = 100.0 * ema_result["top1"]
+        row["ema_val_nll"] = ema_result["nll"]
+    return {"row": row, "reliability": val.reliability().__dict__}
+
+
+def _report_epoch(row: dict[str, Any], epochs: int) -> None:
+    tqdm.write(
+        f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} "
+        f"top1 {row['train_top1']:.2f} | val top1 {row['val_top1']:.2f} "
+        f"nll {row['val_nll']:.4f} ece {row['val_ece']:.4f} "
+        f"H {row['val_entropy_mean']:.3f} (min {row['val_entropy_min']:.3f}) | "
+        f"{row['img_per_s']:.0f} img/s"
+    )
+
+
+def save_checkpoint(
+    run: runs.Run, parts: Components, prepared: Prepared, epoch: int, step: int, last_eval
+) -> None:
+    """Everything an exact resume needs, written atomically to ``checkpoint.pt``."""
+
+    def serialize(state: dict[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+
+    state = {
+        "format": 1,
+        "epoch": epoch,
+        "step": step,
+        "model": parts.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
+        "ema": parts.ema.state_dict() if parts.ema is not None else None,
+        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+        "rng": rng_state(),
+        "last_eval": last_eval,
+        "config": prepared.config.to_dict(),
+        "classes": prepared.data.classes,
+    }
+    run.save_checkpoint(state, serialize=serialize)
+
+
+def finish(run: runs.Run, prepared: Prepared, last_eval: dict[str, Any]) -> dict[str, Any]:
+    """Write ``curves.png``, ``summary.json`` and ``DONE``; returns the summary."""
+    config, data = prepared.config, prepared.data
+    summary = {
+        "config": config.to_dict(),
+        "classes": data.classes,
+        "layout": data.layout,
+        "num_train": len(data.train),
+        "num_val": len(data.val),
+        "final": last_eval["row"],
+        "reliability": last_eval["reliability"],
+        "paper": config.paper,
+    }
+    from .plots import plot_run  # matplotlib (Agg backend) only once a run has finished
+
+    plot_run(run.path, summary)
+    run.finish(summary)
+    return summary
+
+
+def train(
+    prepared: Prepared,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """Train (or resume) the run in ``out``; returns the final summary, or ``None`` when
+    ``stop_after`` epochs were done in this call and the run is not finished yet."""
+    config = prepared.config
+    run = open_run(config, Path(out), resume=resume)
+    if run.done:
+        return run.read_summary()
+    parts = build(config, prepared.data)
+    start_epoch, step, last_eval = restore(run, parts) if resume else (0, 0, None)
+    logger = MetricsLogger(run.path, tensorboard=True, resume_step=step if resume else None)
+    with logger:
+        for epochs_this_call, epoch in enumerate(range(start_epoch, config.epochs)):
+            if stop_after is not None and epochs_this_call >= stop_after:
+                return None
+            stats, step = train_epoch(parts, config, epoch, step, progress)
+            last_eval = evaluate_epoch(parts, config, epoch, step, stats)
+            logger.log(last_eval["row"])
+            if progress:
+                _report_epoch(last_eval["row"], config.epochs)
+            save_checkpoint(run, parts, prepared, epoch + 1, step, last_eval)
+    return finish(run, prepared, last_eval)

@@ -1,0 +1,226 @@
+"""Command-line flags from a config dataclass: one ``argparse`` option per field.
+
+A field's flag, help text, choices and the like come from its metadata, set with
+:func:`option`; every help line ends with the field's default. Types come from the
+annotations: ``int``, ``float``, ``str``, ``pathlib.Path`` (``X | None`` too), ``bool``
+(``--flag`` / ``--no-flag``, or a plain switch with ``action="store_true"``) and ``list[X]``
+(``nargs``, ``+`` unless given).
+
+With ``explicit_only=True`` an option that is not given leaves no attribute on the namespace
+(``argparse.SUPPRESS``), so :func:`explicit_values` returns exactly the flags the user typed:
+what an app layering presets under the command line needs. :func:`dataclass_from_args`
+builds the dataclass from the parsed values (and ``base`` values or the defaults otherwise).
+
+>>> import argparse
+>>> from dataclasses import dataclass, field
+>>> @dataclass
+... class Config:
+...     lr: float = field(default=0.1, metadata=option("learning rate"))
+...     opt: str = field(default="sgd", metadata=option("optimizer", choices=("sgd", "adam")))
+...     ema: bool = field(default=False, metadata=option("keep an EMA"))
+>>> parser = argparse.ArgumentParser()
+>>> _ = add_dataclass_arguments(parser, Config)
+>>> dataclass_from_args(Config, parser.parse_args(["--lr", "0.5", "--ema"]))
+Config(lr=0.5, opt='sgd', ema=True)
+>>> parser.parse_args(["--opt", "rmsprop"])  # doctest: +SKIP
+error: argument --opt: invalid choice: 'rmsprop' (choose from sgd, adam)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import types
+import typing
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Option",
+    "add_dataclass_arguments",
+    "dataclass_from_args",
+    "explicit_values",
+    "option",
+]
+
+_KEY = "era_core.cli"
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one dataclass field appears on the command line (see :func:`option`)."""
+
+    help: str = ""
+    flag: str | None = None
+    aliases: tuple[str, ...] = ()
+    choices: tuple[Any, ...] | None = None
+    metavar: str | None = None
+    nargs: int | str | None = None
+    group: str | None = None
+    action: str | None = None
+    cli: bool = True
+    default_text: str | None = None
+
+
+def option(
+    help: str = "",
+    *,
+    flag: str | None = None,
+    aliases: Sequence[str] = (),
+    choices: Collection[Any] | None = None,
+    metavar: str | None = None,
+    nargs: int | str | None = None,
+    group: str | None = None,
+    action: str | None = None,
+    cli: bool = True,
+    default_text: str | None = None,
+) -> dict[str, Option]:
+    """Field metadata for :func:`add_dataclass_arguments`: ``field(metadata=option(...))``.
+
+    Args:
+        help: the help text (the default is appended to it).
+        flag: the option string, e.g. ``"--lr"``; default ``--<field-name-with-dashes>``.
+        aliases: more option strings for the same field.
+        choices: the valid values.
+        metavar: the value's name in ``--help``.
+        nargs: for list fields, how many values (default ``"+"``).
+        group: the title of the ``--help`` section the option is listed in.
+        action: ``"store_true"`` makes a ``bool`` field a plain switch (no ``--no-`` form).
+        cli: ``False`` keeps the field off the command line.
+        default_text: what ``--help`` shows as the default instead of the field's default.
+    """
+    if flag is not None and not flag.startswith("-"):
+        raise ValueError(f"flag must be an option string starting with '-', got {flag!r}")
+    if action not in (None, "store_true"):
+        raise ValueError(f"action must be None or 'store_true', got {action!r}")
+    choices = None if choices is None else tuple(choices)
+    return {
+        _KEY: Option(
+            help, flag, tuple(aliases), choices, metavar, nargs, group, action, cli, default_text
+        )
+    }
+
+
+def _option(field: dataclasses.Field) -> Option:
+    return field.metadata.get(_KEY, Option())
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def _unwrap_optional(hint: Any) -> Any:
+    """``X`` from ``X | None`` / ``Optional[X]``; other hints unchanged."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(_show(item) for item in value)
+    if value == "":
+        return "''"
+    return str(value)
+
+
+def _kwargs(field: dataclasses.Field, hint: Any, opt: Option) -> dict[str, Any]:
+    """``add_argument`` keywords for ``field`` (type, nargs, action), not yet help/default."""
+    hint = _unwrap_optional(hint)
+    if hint is bool:
+        if opt.action == "store_true":
+            return {"action": "store_true"}
+        return {"action": argparse.BooleanOptionalAction}
+    kwargs: dict[str, Any] = {}
+    if typing.get_origin(hint) in (list, tuple, Sequence):
+        (item,) = typing.get_args(hint)[:1] or (str,)
+        kwargs["nargs"] = opt.nargs if opt.nargs is not None else "+"
+        hint = _unwrap_optional(item)
+    if hint in (int, float, pathlib.Path):
+        kwargs["type"] = hint
+    elif hint is not str:
+        raise TypeError(
+            f"field {field.name!r}: no command-line form for type {hint!r} (use "
+            "option(cli=False) to keep it off the command line)"
+        )
+    return kwargs
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    explicit_only: bool = False,
+    exclude: Collection[str] = (),
+    groups: Mapping[str, Any] | None = None,
+) -> dict[str, argparse.Action]:
+    """Add one option per field of the dataclass ``cls`` to ``parser``; returns them by field.
+
+    Args:
+        explicit_only: options not given leave no attribute (``argparse.SUPPRESS``), for
+            :func:`explicit_values`; otherwise the field's default is the option's default.
+        exclude: field names to leave out (as ``option(cli=False)``).
+        groups: ``{title: argument group}`` to reuse; groups named by :func:`option` that are
+            not in it are created (and added to it, when given).
+    """
+    if not dataclasses.is_dataclass(cls) or not isinstance(cls, type):
+        raise TypeError(f"cls must be a dataclass type, got {cls!r}")
+    hints = typing.get_type_hints(cls)
+    groups = {} if groups is None else groups
+    actions = {}
+    for field in dataclasses.fields(cls):
+        opt = _option(field)
+        if not opt.cli or field.name in exclude or not field.init:
+            continue
+        kwargs = _kwargs(field, hints[field.name], opt)
+        default = _default(field)
+        help_text = opt.help.replace("%", "%%")
+        if default is not dataclasses.MISSING or opt.default_text is not None:
+            shown = opt.default_text if opt.default_text is not None else _show(default)
+            shown = shown.replace("%", "%%")
+            help_text = f"{help_text} (default: {shown})" if help_text else f"default: {shown}"
+        kwargs["help"] = help_text
+        kwargs["default"] = argparse.SUPPRESS if explicit_only else default
+        if opt.choices is not None:
+            kwargs["choices"] = opt.choices
+        if opt.metavar is not None:
+            kwargs["metavar"] = opt.metavar
+        kwargs["dest"] = field.name
+        target: Any = parser
+        if opt.group is not None:
+            if opt.group not in groups:
+                groups[opt.group] = parser.add_argument_group(opt.group)
+            target = groups[opt.group]
+        flag = opt.flag or "--" + field.name.replace("_", "-")
+        action = target.add_argument(flag, *opt.aliases, **kwargs)
+        action.help = help_text  # BooleanOptionalAction may append its own default
+        actions[field.name] = action
+    return actions
+
+
+def explicit_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The command-line fields of ``cls`` present on ``args`` (with ``explicit_only``: the
+    flags given); fields kept off the command line (``option(cli=False)``) are not read."""
+    names = {field.name for field in dataclasses.fields(cls) if _option(field).cli}
+    return {key: value for key, value in vars(args).items() if key in names}
+
+
+def dataclass_from_args(
+    cls: type, args: argparse.Namespace, *, base: Mapping[str, Any] | None = None
+) -> Any:
+    """``cls(**values)``: the parsed values of its fields over ``base`` (over the defaults)."""
+    values = dict(base or {})
+    values.update(explicit_values(cls, args))
+    return cls(**values)
