@@ -180,10 +180,11 @@ def workspace(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff format --check and ruff check over the whole repository."""
+    """ruff format --check and ruff check over the whole repository; the import contracts."""
     sync(session, "--only-group", "lint")
     session.run("ruff", "format", "--check", ".")
     session.run("ruff", "check", ".")
+    session.run("python", "tools/check_imports.py")
 
 
 BENCH_ENVIRONMENTS = {
