@@ -4,11 +4,13 @@
 are ERA logits; ``wrap(model, min_entropy)`` does the same to an existing timm model.
 """
 
+from importlib import metadata as _metadata
+
 from . import metrics
 from ._head import ERAConfig, create_model, era_config, era_logits, unwrap, wrap
 from .metrics import ClassificationMetrics
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("era-vision")
 
 __all__ = [
     "ClassificationMetrics",
