@@ -65,11 +65,11 @@ def gaussian_entropy(log_std: Array) -> Array:
     return xp.sum(log_std, axis=-1) + log_std.shape[-1] * GAUSSIAN_ENTROPY_PER_DIM
 
 
-def _budget(xp, pre_std, target_entropy, compensation, log_std_max, dtype):
+def _budget(xp, pre_std: Array, target_entropy, compensation, log_std_max: float, dtype) -> Array:
     """``K = H0 + delta - D log sqrt(2 pi e) - D log_std_max`` (Eq. 11), checked for ``K <= 0``.
 
-    Python-float targets are checked eagerly; array targets (e.g. a learned delta) are
-    checked only when their values are concrete.
+    Python-float targets are checked eagerly and give a Python float; array targets (e.g. a
+    learned delta) give an array and are checked only when their values are concrete.
     """
     dim = pre_std.shape[-1]
     ceiling = max_gaussian_entropy(dim, log_std_max)
