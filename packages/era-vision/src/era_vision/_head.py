@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import timm
 import torch
@@ -58,13 +58,15 @@ class _ERAMixin:
     _era: ERAConfig
 
     # `super()` is the timm model class this mixin is put in front of (see `_era_class`).
-    def forward_head(self, x: torch.Tensor, *args, pre_logits: bool = False, **kwargs):
+    def forward_head(
+        self, x: torch.Tensor, *args: Any, pre_logits: bool = False, **kwargs: Any
+    ) -> torch.Tensor:
         out = super().forward_head(x, *args, pre_logits=pre_logits, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
         if pre_logits or getattr(self, "num_classes", 1) == 0:
             return out
         return era_logits(out, self._era)
 
-    def reset_classifier(self, num_classes: int, *args, **kwargs):
+    def reset_classifier(self, num_classes: int, *args: Any, **kwargs: Any) -> None:
         self._era.check(num_classes)
         return super().reset_classifier(num_classes, *args, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
 
@@ -138,7 +140,7 @@ def create_model(
     tau: float = 4.0,
     mode: str = "paper",
     pretrained: bool = False,
-    **timm_kwargs,
+    **timm_kwargs: Any,
 ) -> nn.Module:
     """``timm.create_model`` with the ERA head: outputs are the ERA logits ``z'``.
 
