@@ -180,10 +180,20 @@ def workspace(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff format --check and ruff check over the whole repository."""
-    sync(session, "--only-group", "lint")
+    """ruff over the whole repository, the import contracts, basedpyright over packages/.
+
+    ruff and the import checker (tools/check_imports.py, stdlib only) need nothing installed.
+    The type checker needs the third-party types each package uses, so this environment holds
+    the lint group and the four packages with their test extras (which bring the optional
+    integrations: TRL, verl, tensorboardX); configuration in the root pyproject.toml.
+    """
+    packages = [arg for package in PACKAGES.values() for arg in ("--package", package)]
+    sync(session, "--group", "lint", *packages, "--extra", "test")
     session.run("ruff", "format", "--check", ".")
     session.run("ruff", "check", ".")
+    session.run("python", "tools/check_imports.py")
+    python = Path(session.bin) / "python"
+    session.run("basedpyright", "--pythonpath", str(python), *session.posargs)
 
 
 BENCH_ENVIRONMENTS = {

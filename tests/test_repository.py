@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {
@@ -61,3 +64,69 @@ def test_nox_sessions_exist():
         assert re.search(rf"^def {session}\(session", text, re.M), (
             f"nox session {session!r} missing"
         )
+
+
+def _noxfile_default_sessions() -> list[str]:
+    """`nox.options.sessions` as written in noxfile.py (read with ast, nox is not imported)."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and ast.unparse(node.targets[0]) == "nox.options.sessions"
+        ):
+            return ast.literal_eval(node.value)
+    raise AssertionError("noxfile.py must set nox.options.sessions (what `uv run nox` runs)")
+
+
+def _workflow_matrix_sessions() -> list[str]:
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    match = re.search(r"^\s*session:\s*\[([^\]]*)\]", workflow, re.M)
+    assert match, "ci.yml must list its nox sessions as `session: [a, b, ...]` in the matrix"
+    return [name.strip().strip("\"'") for name in match.group(1).split(",") if name.strip()]
+
+
+def test_ci_workflow_runs_every_session_uv_run_nox_runs():
+    assert _workflow_matrix_sessions() == _noxfile_default_sessions()
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    assert "run: uv run nox -s ${{ matrix.session }}" in workflow
+
+
+def test_default_nox_sessions_are_defined():
+    text = (ROOT / "noxfile.py").read_text()
+    defined = set(re.findall(r"@nox\.session\(name=\"([\w-]+)\"\)", text))
+    defined |= set(re.findall(r"@nox\.session\n(?:@.*\n)*def (\w+)\(", text))
+    assert set(_noxfile_default_sessions()) <= defined
+
+
+def _version_assignment(init: Path) -> ast.expr:
+    tree = ast.parse(init.read_text())
+    values = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__version__"
+    ]
+    assert len(values) == 1, f"{init} must set __version__ once"
+    return values[0]
+
+
+@pytest.mark.parametrize(
+    "member",
+    sorted(
+        p.parent for p in ROOT.glob("*/*/pyproject.toml") if p.parts[-3] in {"packages", "apps"}
+    ),
+)
+def test_version_is_written_once_in_pyproject(member):
+    """Each member's `__version__` is read from its installed metadata, not written again."""
+    name = tomllib.loads((member / "pyproject.toml").read_text())["project"]["name"]
+    for init in sorted(member.glob("src/*/__init__.py")):
+        value = _version_assignment(init)
+        assert isinstance(value, ast.Call), f"{init}: __version__ must be read, not written"
+        assert ast.unparse(value.func).endswith("metadata.version"), ast.unparse(value)
+        assert ast.literal_eval(value.args[0]) == name
+
+
+def test_every_package_ships_py_typed():
+    for package, module in PACKAGES.items():
+        typed = ROOT / "packages" / package / "src" / module / "py.typed"
+        assert typed.is_file(), f"{package} must ship {typed.relative_to(ROOT)} (PEP 561)"

@@ -1,3 +1,5 @@
 """era_control_app — the control app (see apps/control/README.md)."""
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+__version__ = _metadata.version("era-control-app")

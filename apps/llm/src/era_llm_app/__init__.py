@@ -1,3 +1,5 @@
 """era_llm_app — the llm app (see apps/llm/README.md)."""
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+__version__ = _metadata.version("era-llm-app")

@@ -1,3 +1,5 @@
 """era_reproduce — `era-reproduce`: the paper's three domains in one command (see docs/reproduce.md)."""
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+__version__ = _metadata.version("era-reproduce")

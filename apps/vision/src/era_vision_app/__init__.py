@@ -1,3 +1,5 @@
 """era_vision_app — the vision app (see apps/vision/README.md)."""
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+__version__ = _metadata.version("era-vision-app")

@@ -6,4 +6,6 @@
 * `era_control.training`: the training loop behind `era-control-train`.
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+__version__ = _metadata.version("era-control")

@@ -12,6 +12,8 @@ and under ``torch.compile``. No deep-learning framework is imported by ``import 
   :func:`scale_advantages` (Eq. 17).
 """
 
+from importlib import metadata as _metadata
+
 from ._bounded import (
     tanh_gaussian_entropy,
     tanh_gaussian_entropy_from_noise,
@@ -31,7 +33,7 @@ from ._gaussian import (
 from ._response_scale import logit_scale, response_entropy, scale_advantages
 from ._softmax_era import softmax_era, softmax_era_bounds
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("era-core")
 
 __all__ = [
     "GAUSSIAN_ENTROPY_PER_DIM",

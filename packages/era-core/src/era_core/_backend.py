@@ -26,9 +26,12 @@ from array_api_compat import (
 )
 
 Array = Any
+# An array-API namespace: the module `array_api_compat.array_namespace` returns for the inputs.
+Namespace = Any
 
 __all__ = [
     "Array",
+    "Namespace",
     "as_float_array",
     "clip_above",
     "clip_below",
@@ -43,7 +46,7 @@ __all__ = [
 ]
 
 
-def namespace(*arrays: Any):
+def namespace(*arrays: Any) -> Namespace:
     """The array-API namespace shared by ``arrays`` (Python scalars and ``None`` are skipped)."""
     found = [
         a
@@ -55,7 +58,7 @@ def namespace(*arrays: Any):
     return array_api_compat.array_namespace(*found)
 
 
-def compute_dtype(xp, x: Array, name: str):
+def compute_dtype(xp: Namespace, x: Array, name: str) -> Any:
     """The floating dtype the math runs in for input ``x`` (half precisions -> float32)."""
     dtype = x.dtype
     if not xp.isdtype(dtype, "real floating"):
@@ -65,7 +68,7 @@ def compute_dtype(xp, x: Array, name: str):
     return xp.float32  # float16 and bfloat16
 
 
-def as_float_array(xp, value, like: Array, name: str) -> Array:
+def as_float_array(xp: Namespace, value: float | Array, like: Array, name: str) -> Array:
     """``value`` (Python number or array) as an array of ``like``'s dtype and device."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a number or a floating-point array, got {value!r}")
@@ -97,7 +100,7 @@ def is_concrete(x: Array) -> bool:
     return True
 
 
-def stop_gradient(xp, x: Array) -> Array:
+def stop_gradient(xp: Namespace, x: Array) -> Array:
     """``x`` with its gradient blocked (identity for backends without autodiff)."""
     if is_torch_namespace(xp):
         return x.detach()
@@ -108,7 +111,7 @@ def stop_gradient(xp, x: Array) -> Array:
     return x
 
 
-def clip_below(xp, x: Array, low: float) -> Array:
+def clip_below(xp: Namespace, x: Array, low: float) -> Array:
     """``maximum(x, low)`` for a Python float ``low`` (``torch.clamp_min`` on PyTorch, which
     keeps ``torch.compile`` graphs whole, where the array-API wrapper breaks them)."""
     if is_torch_namespace(xp):
@@ -118,7 +121,7 @@ def clip_below(xp, x: Array, low: float) -> Array:
     return xp.maximum(x, low)
 
 
-def clip_above(xp, x: Array, high: float) -> Array:
+def clip_above(xp: Namespace, x: Array, high: float) -> Array:
     """``minimum(x, high)`` for a Python float ``high`` (``torch.clamp_max`` on PyTorch)."""
     if is_torch_namespace(xp):
         import torch
@@ -127,7 +130,7 @@ def clip_above(xp, x: Array, high: float) -> Array:
     return xp.minimum(x, high)
 
 
-def softmax(xp, x: Array) -> Array:
+def softmax(xp: Namespace, x: Array) -> Array:
     """Softmax over the last axis: the library's fused kernel where it has one."""
     if is_torch_namespace(xp):
         import torch
@@ -145,11 +148,11 @@ def _to_numpy(x: Array) -> np.ndarray:
     return np.asarray(np.from_dlpack(x))
 
 
-def _from_numpy(xp, values: np.ndarray, like: Array) -> Array:
+def _from_numpy(xp: Namespace, values: np.ndarray, like: Array) -> Array:
     return xp.asarray(values, dtype=like.dtype, device=array_api_compat.device(like))
 
 
-def erf(xp, x: Array) -> Array:
+def erf(xp: Namespace, x: Array) -> Array:
     """The error function, from the array's own library."""
     if is_torch_namespace(xp):
         import torch
@@ -166,7 +169,7 @@ def erf(xp, x: Array) -> Array:
     raise NotImplementedError(f"erf is not available for array namespace {xp.__name__}")
 
 
-def log_ndtr(xp, x: Array) -> Array:
+def log_ndtr(xp: Namespace, x: Array) -> Array:
     """``log Phi(x)``, the log of the standard normal CDF, accurate in the far left tail."""
     if is_torch_namespace(xp):
         import torch
@@ -214,7 +217,7 @@ def _numpy_log_ndtr(x: np.ndarray) -> np.ndarray:
     return np.where(x64 < -_TAIL, far, near).astype(x.dtype)
 
 
-def mills_excess(xp, t: Array) -> Array:
+def mills_excess(xp: Namespace, t: Array) -> Array:
     """``eps(t) = phi(t)/Phi(-t) - t`` for ``t >= _TAIL`` by Laplace's continued fraction.
 
     ``phi(t)/Phi(-t) = t + 1/(t + 2/(t + 3/(t + ...)))``; 24 levels are accurate to about

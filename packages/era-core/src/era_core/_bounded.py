@@ -7,11 +7,13 @@ makes up for it, and these functions measure the deficit.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import array_api_compat
 
 from ._backend import (
     Array,
+    Namespace,
     clip_above,
     clip_below,
     compute_dtype,
@@ -34,7 +36,7 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _MILLS_SWITCH = 5.0  # below: phi/Phi from log_ndtr; above: Laplace's continued fraction
 
 
-def _mills(xp, t):
+def _mills(xp: Namespace, t: Array) -> tuple[Array, Array]:
     """``(m(t), eps(t))`` with ``m(t) = phi(t)/Phi(-t)`` and ``eps = m - t``, for ``t >= 0``.
 
     Exact-in-float for any ``t``: ``log_ndtr`` below the switch, the continued fraction above
@@ -50,7 +52,9 @@ def _mills(xp, t):
     return m, eps
 
 
-def truncated_gaussian_entropy(mean: Array, log_std: Array, low: float = -1.0, high: float = 1.0):
+def truncated_gaussian_entropy(
+    mean: Array, log_std: Array, low: float = -1.0, high: float = 1.0
+) -> Array:
     r"""Entropy of a diagonal Gaussian truncated to ``[low, high]`` per dim, summed over the last axis.
 
     Paper Eq. 5 (ERA-SPEC §1), with :math:`\alpha=(a-\mu)/\sigma`, :math:`\beta=(b-\mu)/\sigma`,
@@ -167,7 +171,9 @@ def tanh_gaussian_entropy_from_noise(mean: Array, log_std: Array, noise: Array) 
     return gaussian_entropy(log_std) + xp.mean(tanh_log_det_jacobian(u), axis=0)
 
 
-def tanh_gaussian_entropy(mean: Array, log_std: Array, num_samples: int, key_or_generator=None):
+def tanh_gaussian_entropy(
+    mean: Array, log_std: Array, num_samples: int, key_or_generator: Any = None
+) -> Array:
     r"""Monte-Carlo entropy of a tanh-squashed diagonal Gaussian (paper Eq. 4).
 
     Draws ``num_samples`` standard-normal vectors with the array library's own random

@@ -31,7 +31,7 @@ def compensation_value(param: Array, parameterization: str = "log") -> Array:
 def compensation_loss(
     log_compensation_or_value: Array,
     entropy: Array,
-    target_entropy,
+    target_entropy: float | Array,
     *,
     parameterization: str = "log",
 ) -> Array:

@@ -7,9 +7,11 @@ dims). The activation maps ``s`` to a log-std whose Gaussian entropy is the targ
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ._backend import (
     Array,
+    Namespace,
     as_float_array,
     clip_below,
     compute_dtype,
@@ -65,11 +67,18 @@ def gaussian_entropy(log_std: Array) -> Array:
     return xp.sum(log_std, axis=-1) + log_std.shape[-1] * GAUSSIAN_ENTROPY_PER_DIM
 
 
-def _budget(xp, pre_std, target_entropy, compensation, log_std_max, dtype):
+def _budget(
+    xp: Namespace,
+    pre_std: Array,
+    target_entropy: float | Array,
+    compensation: float | Array,
+    log_std_max: float,
+    dtype: Any,
+) -> Array:
     """``K = H0 + delta - D log sqrt(2 pi e) - D log_std_max`` (Eq. 11), checked for ``K <= 0``.
 
-    Python-float targets are checked eagerly; array targets (e.g. a learned delta) are
-    checked only when their values are concrete.
+    Python-float targets are checked eagerly and give a Python float; array targets (e.g. a
+    learned delta) give an array and are checked only when their values are concrete.
     """
     dim = pre_std.shape[-1]
     ceiling = max_gaussian_entropy(dim, log_std_max)
@@ -103,11 +112,11 @@ def _budget(xp, pre_std, target_entropy, compensation, log_std_max, dtype):
 
 def gaussian_log_std(
     pre_std: Array,
-    target_entropy,
+    target_entropy: float | Array,
     *,
     log_std_min: float = -8.0,
     log_std_max: float = 0.0,
-    compensation=0.0,
+    compensation: float | Array = 0.0,
 ) -> Array:
     r"""ERA's Gaussian activation (paper Eq. 11): a log-std with a fixed total entropy.
 
@@ -157,7 +166,7 @@ def gaussian_log_std(
     return xp.astype(log_std, pre_std.dtype, copy=False)
 
 
-def _log_mean_partition(xp, s):
+def _log_mean_partition(xp: Namespace, s: Array) -> Array:
     """``log mean_batch sum_j exp(s_j)`` over all leading axes, computed stably."""
     row_max = xp.max(s, axis=-1, keepdims=True)
     log_z = xp.log(xp.sum(xp.exp(s - row_max), axis=-1)) + row_max[..., 0]
@@ -168,12 +177,12 @@ def _log_mean_partition(xp, s):
 
 def batch_gaussian_log_std(
     pre_std: Array,
-    target_entropy,
+    target_entropy: float | Array,
     *,
     log_std_min: float = -8.0,
     log_std_max: float = 0.0,
-    compensation=0.0,
-    log_partition=None,
+    compensation: float | Array = 0.0,
+    log_partition: Array | None = None,
 ) -> tuple[Array, Array]:
     r"""Batch-level Gaussian ERA (paper App. C.1.2): the *batch-average* entropy is the target.
 
@@ -229,7 +238,9 @@ def batch_gaussian_log_std(
     )
 
 
-def update_running_log_partition(running, batch_log_partition, momentum: float = 0.01):
+def update_running_log_partition(
+    running: Array, batch_log_partition: Array, momentum: float = 0.01
+) -> Array:
     r"""Exponential moving average of the batch partition :math:`\bar Z`, kept in log space.
 
     .. math:: \log\bar Z_{\text{run}} \leftarrow

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 from ._backend import (
     Array,
+    Namespace,
     clip_above,
     clip_below,
     compute_dtype,
@@ -85,7 +87,9 @@ def _one_hot_entropy(
     return entropy - _rounding_slack(num_classes, z_top, z_rest, entropy, dtype_name), s
 
 
-def _rounding_slack(num_classes: int, z_top: float, z_rest: float, entropy: float, name: str):
+def _rounding_slack(
+    num_classes: int, z_top: float, z_rest: float, entropy: float, name: str
+) -> float:
     """First-order bound on how much rounding the one-hot ``z'`` to ``name`` lowers its entropy.
 
     ``dH/dz_i = -p_i (log p_i + H)``; each ``z_i`` moves by at most half an ulp, so the entropy
@@ -160,7 +164,7 @@ def _calibrated_h_tau(num_classes: int, min_entropy: float, tau: float, dtype_na
     return h_tau
 
 
-def _log_inverse(xp, log_h, tau: float, steps: int):
+def _log_inverse(xp: Namespace, log_h: Array, tau: float, steps: int) -> Array:
     """``x = log q`` with ``-q log q = h`` on ``q <= 1/tau``: Newton on ``x + log(-x) = log h``.
 
     The iterations start from the paper's approximation and run with the gradient stopped;
@@ -260,7 +264,7 @@ def softmax_era(
     return xp.astype(x, logits.dtype, copy=False)
 
 
-def _dtype_name(xp, dtype) -> str:
+def _dtype_name(xp: Namespace, dtype: Any) -> str:
     for name in ("float64", "float32", "float16"):
         if dtype == getattr(xp, name, None):
             return name

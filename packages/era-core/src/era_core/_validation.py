@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._backend import is_concrete, is_scalar
+from ._backend import Namespace, is_concrete, is_scalar
 
 
 def finite_float(value: Any, name: str) -> float:
@@ -24,7 +24,7 @@ def finite_float(value: Any, name: str) -> float:
     return out
 
 
-def check_finite_array(xp, x: Any, name: str) -> None:
+def check_finite_array(xp: Namespace, x: Any, name: str) -> None:
     """ValueError when a concrete array holds NaN or infinity."""
     if is_scalar(x):
         finite_float(x, name)

@@ -6,11 +6,13 @@
 * `era_llm.integrations.trl` / `era_llm.integrations.verl`: ERA inside TRL and verl.
 """
 
+from importlib import metadata as _metadata
+
 from era_llm.era import ERAConfig, ERAResult, era_scales
 from era_llm.losses import LOSS_NAMES, policy_loss
 from era_llm.ops import TokenStats, token_logprobs, token_logprobs_from_hidden
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("era-llm")
 
 __all__ = [
     "LOSS_NAMES",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Any, cast
 
 import timm
 import torch
@@ -56,15 +57,18 @@ class _ERAMixin:
 
     _era: ERAConfig
 
-    def forward_head(self, x, *args, pre_logits: bool = False, **kwargs):
-        out = super().forward_head(x, *args, pre_logits=pre_logits, **kwargs)
+    # `super()` is the timm model class this mixin is put in front of (see `_era_class`).
+    def forward_head(
+        self, x: torch.Tensor, *args: Any, pre_logits: bool = False, **kwargs: Any
+    ) -> torch.Tensor:
+        out = super().forward_head(x, *args, pre_logits=pre_logits, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
         if pre_logits or getattr(self, "num_classes", 1) == 0:
             return out
         return era_logits(out, self._era)
 
-    def reset_classifier(self, num_classes: int, *args, **kwargs):
+    def reset_classifier(self, num_classes: int, *args: Any, **kwargs: Any) -> None:
         self._era.check(num_classes)
-        return super().reset_classifier(num_classes, *args, **kwargs)
+        return super().reset_classifier(num_classes, *args, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 _SUBCLASSES: dict[type, type] = {}
@@ -90,7 +94,9 @@ def era_logits(logits: torch.Tensor, config: ERAConfig) -> torch.Tensor:
         )
 
 
-def wrap(model: nn.Module, min_entropy: float, *, tau: float = 4.0, mode: str = "paper"):
+def wrap(
+    model: nn.Module, min_entropy: float, *, tau: float = 4.0, mode: str = "paper"
+) -> nn.Module:
     """Put the ERA head on an existing timm model, in place; returns the same object.
 
     The model's class becomes a subclass ``ERA<Class>`` whose ``forward_head`` applies
@@ -107,9 +113,9 @@ def wrap(model: nn.Module, min_entropy: float, *, tau: float = 4.0, mode: str = 
             f"model must follow timm's head contract (forward_head, num_classes); got {type(model).__name__}"
         )
     config = ERAConfig(float(min_entropy), float(tau), mode)
-    config.check(model.num_classes)
+    config.check(cast("int", model.num_classes))
     model.__class__ = _era_class(type(model))
-    model._era = config
+    cast("_ERAMixin", model)._era = config
     return model
 
 
@@ -145,7 +151,7 @@ def create_model(
     mode: str = "paper",
     pretrained: bool = False,
     img_size: int | None = None,
-    **timm_kwargs,
+    **timm_kwargs: Any,
 ) -> nn.Module:
     """``timm.create_model`` with the ERA head: outputs are the ERA logits ``z'``.
 

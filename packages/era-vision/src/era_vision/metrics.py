@@ -58,7 +58,7 @@ def _log_probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.to(dtype), dim=-1)
 
 
-def _bin_edges(n_bins: int, device) -> torch.Tensor:
+def _bin_edges(n_bins: int, device: torch.device | str) -> torch.Tensor:
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     return torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64, device=device)
@@ -70,7 +70,7 @@ def _bin_index(confidence: torch.Tensor, n_bins: int) -> torch.Tensor:
     return torch.bucketize(confidence.double(), inner, right=False)
 
 
-def topk_accuracy(logits, targets, k: int = 1) -> float:
+def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int = 1) -> float:
     """Fraction of samples whose label is among the ``k`` largest logits."""
     logits, targets = _check(logits, targets)
     if k == 1:
@@ -85,20 +85,22 @@ def _topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.
     return (logits.topk(k, dim=-1).indices == targets[:, None]).any(dim=-1)
 
 
-def nll(logits, targets) -> float:
+def nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Mean negative log-likelihood ``-log softmax(logits)[y]`` (nats)."""
     logits, targets = _check(logits, targets)
     log_p = _log_probs(logits)
     return (-log_p.gather(1, targets[:, None])).double().mean().item()
 
 
-def predictive_entropy(logits) -> torch.Tensor:
+def predictive_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Per-sample entropy ``-sum p log p`` of ``softmax(logits)`` (nats), shape ``(N,)``."""
     log_p = _log_probs(torch.as_tensor(logits).detach())
     return -(log_p.exp() * log_p).nan_to_num(0.0).sum(-1)
 
 
-def expected_calibration_error(logits, targets, n_bins: int = N_BINS) -> float:
+def expected_calibration_error(
+    logits: torch.Tensor, targets: torch.Tensor, n_bins: int = N_BINS
+) -> float:
     """ECE over ``n_bins`` equal-width confidence bins (the standard definition, Guo et al.)."""
     return reliability_bins(logits, targets, n_bins).ece
 
@@ -128,14 +130,18 @@ class ReliabilityBins:
         )
 
 
-def reliability_bins(logits, targets, n_bins: int = N_BINS) -> ReliabilityBins:
+def reliability_bins(
+    logits: torch.Tensor, targets: torch.Tensor, n_bins: int = N_BINS
+) -> ReliabilityBins:
     """Counts, accuracy and mean confidence per equal-width confidence bin."""
     acc = ClassificationMetrics(n_bins=n_bins)
     acc.update(logits, targets)
     return acc.reliability()
 
 
-def classification_metrics(logits, targets, n_bins: int = N_BINS) -> dict[str, float]:
+def classification_metrics(
+    logits: torch.Tensor, targets: torch.Tensor, n_bins: int = N_BINS
+) -> dict[str, float]:
     """All metrics of one batch: see :meth:`ClassificationMetrics.compute` for the keys."""
     acc = ClassificationMetrics(n_bins=n_bins)
     acc.update(logits, targets)
@@ -174,7 +180,7 @@ class ClassificationMetrics:
         self.bin_confidence = torch.zeros(self.n_bins, dtype=torch.float64)
 
     @torch.no_grad()
-    def update(self, logits, targets) -> None:
+    def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         logits, targets = _check(logits, targets)
         if logits.shape[0] == 0:
             return
