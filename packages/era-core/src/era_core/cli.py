@@ -33,7 +33,7 @@ import dataclasses
 import pathlib
 import types
 import typing
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,7 +164,7 @@ def add_dataclass_arguments(
     *,
     explicit_only: bool = False,
     exclude: Collection[str] = (),
-    groups: Mapping[str, Any] | None = None,
+    groups: MutableMapping[str, Any] | None = None,
 ) -> dict[str, argparse.Action]:
     """Add one option per field of the dataclass ``cls`` to ``parser``; returns them by field.
 
