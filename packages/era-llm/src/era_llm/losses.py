@@ -129,11 +129,12 @@ def policy_loss(
     *,
     token_entropy: torch.Tensor | None = None,
     **hyper,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One of :data:`LOSS_NAMES`; hyper-parameters default to :data:`LOSS_DEFAULTS` [name].
 
     Returns:
-      ``(loss, stats)``: a scalar to minimise, and floats ``clip_frac`` (share of valid tokens
+      ``(loss, stats)``: a scalar to minimise, and detached 0-d float32 tensors (no host sync;
+      :func:`era_llm.era.stats_to_floats` converts them where they are logged) ``clip_frac`` (share of valid tokens
       whose ratio was clipped or whose gradient was removed by the method), ``ratio_mean``,
       ``approx_kl`` (mean of :math:`\\log\\pi_{old}-\\log\\pi_\\theta`), ``pg_loss`` and, for
       KL-Cov/Clip-Cov/forking, ``selected_frac`` (share of tokens the method singled out).
@@ -142,7 +143,7 @@ def policy_loss(
       >>> import torch
       >>> lp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
       >>> loss, stats = policy_loss("grpo", lp, lp.detach(), torch.tensor([1.0]), torch.ones(1, 2))
-      >>> round(loss.item(), 4), stats["clip_frac"]
+      >>> round(loss.item(), 4), float(stats["clip_frac"])
       (-1.0, 0.0)
     """
     adv = _check(name, logprobs, old_logprobs, advantages, mask, token_entropy).float()
@@ -207,7 +208,7 @@ def policy_loss(
     if selected is not None:
         values.append((selected & mask.bool()).float().sum() / n_all)
         names.append("selected_frac")
-    return loss, dict(zip(names, torch.stack(values).tolist(), strict=True))
+    return loss, dict(zip(names, torch.stack(values).unbind(), strict=True))
 
 
 def _centred_cov(lp, adv, valid):
