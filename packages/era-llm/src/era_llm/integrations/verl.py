@@ -235,7 +235,7 @@ def _register_trainer():
     return _TRAINER
 
 
-def _build_trainer():
+def _build_trainer():  # one closure: verl's trainer classes are imported only when it is built
     import transfer_queue as tq
     from tensordict import TensorDict
     from verl.trainer.ppo.v1.trainer_base import register_trainer
