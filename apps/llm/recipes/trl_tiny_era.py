@@ -29,7 +29,8 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     try:
-        era = ERAConfig(low=args.era_low, high=args.era_high, k=args.era_k)
+        flags = {"low": "--era-low", "high": "--era-high", "k": "--era-k"}
+        era = ERAConfig.checked(flags, low=args.era_low, high=args.era_high, k=args.era_k)
     except ValueError as err:
         parser.error(str(err))
     if args.model:
