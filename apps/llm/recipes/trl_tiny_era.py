@@ -22,13 +22,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--model", default=None, help="local checkpoint (default: tiny, in code)")
-    parser.add_argument("--era-low", type=float, default=0.45)
-    parser.add_argument("--era-high", type=float, default=3.0)
-    parser.add_argument("--era-k", type=float, default=2.0)
+    paper = ERAConfig()
+    parser.add_argument("--era-low", type=float, default=paper.low)
+    parser.add_argument("--era-high", type=float, default=paper.high)
+    parser.add_argument("--era-k", type=float, default=paper.k)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     try:
-        era = ERAConfig(low=args.era_low, high=args.era_high, k=args.era_k)
+        flags = {"low": "--era-low", "high": "--era-high", "k": "--era-k"}
+        era = ERAConfig.checked(flags, low=args.era_low, high=args.era_high, k=args.era_k)
     except ValueError as err:
         parser.error(str(err))
     if args.model:

@@ -22,10 +22,8 @@ set -euo pipefail
 : "${TRAIN_FILES:?set TRAIN_FILES to the training parquet}"
 : "${VAL_FILES:?set VAL_FILES to the validation parquet}"
 METHOD=${METHOD:-era}
-ERA_LOW=${ERA_LOW:-0.45}
-ERA_HIGH=${ERA_HIGH:-3.0}
-ERA_K=${ERA_K:-2.0}
-ERA_ADV_SCALE=${ERA_ADV_SCALE:-false}
+# ERA_LOW, ERA_HIGH, ERA_K, ERA_ADV_SCALE: passed only when set; otherwise the paper's values,
+# ERAPolicyLossConfig's defaults (those of era_llm.era.ERAConfig), apply.
 N_GPUS=${N_GPUS:-8}
 NNODES=${NNODES:-1}
 TRAIN_BATCH=${TRAIN_BATCH:-256}       # prompts per step; on-policy: mini batch = train batch
@@ -57,11 +55,13 @@ case "$METHOD" in
               actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean) ;;
   era|gspo-era)
     mode=era; [[ "$METHOD" == gspo-era ]] && mode=era_gspo
-    loss=(actor_rollout_ref.actor.policy_loss.loss_mode=$mode
-          +actor_rollout_ref.actor.policy_loss.era_low=$ERA_LOW
-          +actor_rollout_ref.actor.policy_loss.era_high=$ERA_HIGH
-          +actor_rollout_ref.actor.policy_loss.era_k=$ERA_K
-          +actor_rollout_ref.actor.policy_loss.era_adv_scale=$ERA_ADV_SCALE)
+    loss=(actor_rollout_ref.actor.policy_loss.loss_mode=$mode)
+    for key in low high k adv_scale; do
+      var=ERA_${key^^}
+      if [[ -n "${!var:-}" ]]; then
+        loss+=("+actor_rollout_ref.actor.policy_loss.era_${key}=${!var}")
+      fi
+    done
     if [[ "$METHOD" == gspo-era ]]; then
       loss+=(actor_rollout_ref.actor.clip_ratio_low=3e-4 actor_rollout_ref.actor.clip_ratio_high=4e-4
              actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean)

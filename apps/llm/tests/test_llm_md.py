@@ -4,8 +4,8 @@ import re
 from pathlib import Path
 
 import pytest
+from era_llm_app.config import build_parser as train_parser
 from era_llm_app.evaluate import build_parser as eval_parser
-from era_llm_app.train import build_parser as train_parser
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "llm.md"
 TEXT = DOC.read_text()

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from era_llm_app.train import group_advantages, main
+from era_llm_app.cli import main
 from transformers import AutoModelForCausalLM
 
 from era_core.runlog import read_jsonl
@@ -145,20 +145,6 @@ def test_model_path_that_is_not_a_checkpoint(tmp_path, capsys):
     assert "not a checkpoint (no config.json)" in capsys.readouterr().err
 
 
-def test_group_advantages_and_dynamic_sampling_match_a_loop():
-    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0])
-    adv, keep = group_advantages(rewards, 4)
-    for g in range(3):
-        r = rewards[4 * g : 4 * g + 4].tolist()
-        mean = sum(r) / 4
-        std = (sum((x - mean) ** 2 for x in r) / 3) ** 0.5
-        for j in range(4):
-            want = (r[j] - mean) / (std + 1e-6)
-            assert adv[4 * g + j].item() == pytest.approx(want, abs=1e-5)
-            assert bool(keep[4 * g + j]) == (max(r) > min(r))
-    assert keep.tolist()[4:8] == [False] * 4  # the all-correct group is dropped
-
-
 def test_grpo_learns_the_synthetic_task(tmp_path):
     """From a short warm-up (~40 %), 20 GRPO steps on 1-digit addition raise held-out accuracy."""
     out = tmp_path / "run"
@@ -217,9 +203,9 @@ def test_compare_mode_writes_machine_readable_summary(tmp_path):
 
 def test_teacher_forced_logits_reproduce_greedy_generation():
     """Left-padded prompts, position ids and the response slice line up with generate()."""
-    from era_llm_app.common import HFRollout
     from era_llm_app.train import response_logits
 
+    from era_llm.rollout import HFRollout
     from era_llm.toy import char_tokenizer, tiny_causal_lm
 
     tok = char_tokenizer()

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from era_llm.era import ERAConfig, era_scales
+from era_llm.era import ERAConfig, era_scales, stats_to_floats
 
 
 def reference(ent, mask, adv, cfg):
@@ -121,3 +121,41 @@ def test_shape_errors():
         era_scales(torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(3))
     with pytest.raises(ValueError, match="must both have shape"):
         era_scales(torch.zeros(2, 3), torch.ones(2, 4), torch.zeros(2))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"low": 3.0, "high": 0.45}, "--era-low 3.0 must be < --era-high 0.45"),
+        ({"k": 1.0}, "--era-k 1.0 must be > 1"),
+        ({"low": -0.5}, "--era-low -0.5 must be >= 0"),
+        ({"topk_fraction": 2.0}, "ERAConfig.topk_fraction must be in (0, 1], got 2.0"),
+    ],
+)
+def test_checked_names_fields_by_their_labels(kwargs, message):
+    labels = {"low": "--era-low", "high": "--era-high", "k": "--era-k"}
+    with pytest.raises(ValueError) as exc:
+        ERAConfig.checked(labels, **kwargs)
+    assert message in str(exc.value)
+
+
+def test_checked_builds_the_same_config():
+    assert ERAConfig.checked({"low": "--era-low"}, low=0.3, k=3.0) == ERAConfig(low=0.3, k=3.0)
+    with pytest.raises(TypeError):
+        ERAConfig.checked({}, band=1.0)
+
+
+def test_stats_are_0d_tensors_on_the_input_device():
+    ent = torch.tensor([[0.1, 0.2, 0.1], [5.0, 4.0, 1.0]])
+    res = era_scales(ent, torch.ones(2, 3), torch.tensor([1.0, -1.0]))
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in res.stats.values())
+    assert all(v.device == ent.device and v.dtype == torch.float32 for v in res.stats.values())
+    floats = stats_to_floats(res.stats)
+    assert list(floats) == list(res.stats)
+    assert all(type(v) is float and v == res.stats[k].item() for k, v in floats.items())
+    assert stats_to_floats({}) == {}
+
+
+def test_stats_of_a_batch_without_tokens_are_zero():
+    res = era_scales(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2))
+    assert set(stats_to_floats(res.stats).values()) == {0.0}

@@ -128,7 +128,7 @@ def test_clip_cov_detaches_tokens_in_the_covariance_window():
         adv[:, None] - (adv[:, None] * m).sum() / m.sum()
     )
     pool = mask & (cov >= 0.5) & (cov <= 50.0)
-    n_selected = round(stats["selected_frac"] * n_valid)
+    n_selected = round(float(stats["selected_frac"]) * n_valid)
     assert n_selected == min(max(1, int(0.1 * n_valid)), int(pool.sum()))
     assert 0 < int(dropped.sum()) <= n_selected  # selected tokens already clipped had no gradient
     assert torch.all(pool[dropped])
@@ -213,3 +213,14 @@ def test_bad_arguments():
         policy_loss("grpo", lp, old, adv[:2], mask)
     with pytest.raises(ValueError, match="agg must be one of"):
         policy_loss("grpo", lp, old, adv, mask, agg="sum")
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_stats_are_detached_0d_tensors(name):
+    torch.manual_seed(0)
+    lp = torch.randn(3, 4, requires_grad=True)
+    mask, adv, ent = torch.ones(3, 4), torch.tensor([1.0, -1.0, 0.5]), torch.rand(3, 4)
+    _, stats = policy_loss(name, lp, lp.detach() + 0.1, adv, mask, token_entropy=ent)
+    for key, value in stats.items():
+        assert isinstance(value, torch.Tensor) and value.ndim == 0, key
+        assert value.dtype == torch.float32 and not value.requires_grad, key

@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from era_core.runlog import atomic_write_text, read_jsonl
+from era_llm_app.config import TrainConfig, validate
 from era_llm_app.plots import plot_comparison
-from era_llm_app.train import CHECKPOINT, TrainConfig, summarize_run, train, validate
+from era_llm_app.train import CHECKPOINT, summarize_run, train
 
 METHODS = ("grpo", "era", "entropy-bonus")
 # The CPU-scale setting of docs/llm.md (for callers such as era-reproduce):

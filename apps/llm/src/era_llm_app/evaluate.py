@@ -37,8 +37,9 @@ import torch
 from tqdm import tqdm
 
 from era_core.runlog import atomic_write_text
+from era_llm.rollout import ROLLOUT_KINDS, make_rollout
 from era_llm.verify import MissingFieldError, math_eval_item, math_reward
-from era_llm_app.common import load_checkpoint, make_rollout
+from era_llm_app.common import load_checkpoint
 
 DEFAULT_TEMPLATE = (
     "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
@@ -272,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch-size", type=int, default=d.batch_size, help="questions per generate call")
     a("--prompt-template", default=d.prompt_template, help="format string with {question}")
     a("--chat-template", choices=("auto", "on", "off"), default=d.chat_template)
-    a("--backend", choices=("hf", "vllm"), default=d.backend)
+    a("--backend", choices=ROLLOUT_KINDS, default=d.backend)
     a("--seed", type=int, default=d.seed)
     a("--threads", type=int, default=d.threads, help="CPU threads (0: torch's default)")
     return p

@@ -18,6 +18,11 @@ Without `--model`, the policy is a tiny Qwen3 built from a config with a charact
 (`era_llm.toy`), first taught the answer format by a short supervised warm-up (logged to
 ``OUT/warmup/``), then trained by GRPO on synthetic arithmetic (exact-match reward).
 
+The configuration (`TrainConfig`, its flags and checks) is in `era_llm_app.config` and the
+command line in `era_llm_app.cli`; this module is the run itself: `train` = `start_run`, then
+`grpo_step` for every step (`rollout_and_rewards`, `token_entropy`, `policy_update`,
+`step_metrics`), then `finish_run`.
+
 Outputs in ``OUT/``: ``config.json``, ``metrics.csv``/``metrics.jsonl``/``tb/`` (one row per
 step), ``checkpoint.pt`` (model, optimiser, RNG: exact resume with `--resume`), and at the end
 ``model/`` (save_pretrained: `era-llm-eval --model OUT/model`), ``entropy.png``,
@@ -26,9 +31,7 @@ step), ``checkpoint.pt`` (model, optimiser, RNG: exact resume with `--resume`), 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib.util
 import io
 import json
 import math
@@ -36,266 +39,54 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from era_core.runlog import MetricsLogger, atomic_write_bytes, atomic_write_text, read_jsonl
+from era_llm import entropy_bonus
+from era_llm.advantages import ADV_EPS, group_advantages
+from era_llm.entropy_bonus import EntropyBonusState, masked_entropy_mean
+from era_llm.era import ERAConfig, ERAResult, era_scales, stats_to_floats
+from era_llm.losses import policy_loss
+from era_llm.ops import token_logprobs
+from era_llm.rollout import HFRollout, Rollout, VLLMRollout
 from era_llm.toy import ArithmeticTask, Problem, char_tokenizer, tiny_causal_lm
 from era_llm.verify import exact_match_reward, math_reward
 from era_llm_app.common import load_checkpoint, make_rollout, quiet_transformers
+from era_llm_app.config import (
+    LOSSES,
+    TrainConfig,
+    build_parser,
+    config_from_args,
+    load_jsonl_problems,
+    quick_preset,
+    validate,
+)
 
-LOSSES = ("grpo", "gspo", "clip-higher", "kl-cov", "clip-cov", "forking")
-ADV_EPS = 1e-6  # GRPO: A = (r - mean) / (std + eps); eps only guards a zero std
+__all__ = [
+    "ADV_EPS",
+    "CHECKPOINT",
+    "LOSSES",
+    "TrainConfig",
+    "build_parser",
+    "config_from_args",
+    "group_advantages",
+    "load_jsonl_problems",
+    "masked_entropy_mean",
+    "quick_preset",
+    "response_logits",
+    "summarize_run",
+    "train",
+    "validate",
+]
+
 CHECKPOINT = "checkpoint.pt"
-
-
-# ------------------------------------------------------------------------------------------
-# Configuration: every hyper-parameter lives here (CLI flags map 1:1 onto the fields).
-# ------------------------------------------------------------------------------------------
-@dataclass
-class TrainConfig:
-    out: str = "runs/llm"
-    steps: int = 200
-    seed: int = 0
-    # policy: a local checkpoint, or the tiny built-in model
-    model: str | None = None
-    hidden_size: int = 64
-    layers: int = 2
-    device: str = "auto"
-    threads: int = 0  # CPU threads; 0 = 1 for the built-in model on CPU, else torch's default
-    rollout: str = "hf"  # hf | vllm
-    # task: synthetic arithmetic, or a JSONL file with `prompt` and `answer` fields
-    task_op: str = "+"
-    min_digits: int = 1
-    max_digits: int = 2
-    data: str | None = None
-    verifier: str = "auto"  # auto | exact | math
-    prompt_template: str = "{prompt}"
-    max_new_tokens: int | None = None
-    # supervised warm-up (built-in model only by default)
-    warmup_steps: int | None = None
-    warmup_batch: int = 64
-    warmup_lr: float = 3e-3
-    # GRPO
-    prompts_per_step: int = 16
-    group_size: int = 8
-    lr: float = 3e-4  # Adam's sign-like first steps at 1e-3 wreck the tiny model's warm-up
-    temperature: float = 1.0
-    max_grad_norm: float = 1.0
-    micro_batch: int = 0  # rows per backward pass; 0 = all at once
-    loss: str = "grpo"
-    # ERA (ERA-SPEC §3 defaults)
-    era: bool = True
-    era_low: float = 0.45
-    era_high: float = 3.0
-    era_k: float = 2.0
-    era_topk: int = 20  # 0 = full softmax
-    adv_scale: bool = False
-    # adaptive entropy bonus (off unless a target is given)
-    entropy_bonus_target: float | None = None
-    entropy_bonus_lr: float = 0.05
-    # evaluation, logging, checkpoints
-    eval_every: int = 10
-    eval_size: int = 128
-    ckpt_every: int = 10
-    tensorboard: bool = True
-    resume: bool = False
-    quick: bool = False
-    extra: dict = field(default_factory=dict)  # free-form tags (the comparison's method name)
-
-    # Fields that may change when a run is resumed.
-    RESUMABLE = ("steps", "resume", "eval_every", "ckpt_every", "tensorboard", "device", "threads")
-
-
-def quick_preset(cfg: TrainConfig) -> TrainConfig:
-    """`--quick`: a smoke-test budget (seconds on CPU)."""
-    return dataclasses.replace(
-        cfg,
-        warmup_steps=min(cfg.warmup_steps or 40, 40),
-        prompts_per_step=min(cfg.prompts_per_step, 8),
-        group_size=min(cfg.group_size, 4),
-        eval_size=min(cfg.eval_size, 32),
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(
-        prog="era-llm-train",
-        description="GRPO(+ERA) on a tiny built-in model (CPU) or a local checkpoint (GPU).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    a = p.add_argument
-    a("--out", default=d.out, help="run directory")
-    a("--steps", type=int, default=d.steps, help="GRPO steps")
-    a("--seed", type=int, default=d.seed)
-    a("--model", default=None, help="local HF checkpoint dir (default: tiny built-in model)")
-    a("--hidden-size", type=int, default=d.hidden_size, help="built-in model width")
-    a("--layers", type=int, default=d.layers, help="built-in model depth")
-    a("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
-    a(
-        "--threads",
-        type=int,
-        default=d.threads,
-        help="CPU threads (0: 1 for the tiny model, whose ops are too small to split)",
-    )
-    a("--rollout", choices=("hf", "vllm"), default=d.rollout, help="generation backend")
-    a("--task-op", choices=("+", "-", "*"), default=d.task_op, help="synthetic task operator")
-    a("--min-digits", type=int, default=d.min_digits)
-    a("--max-digits", type=int, default=d.max_digits)
-    a("--data", default=None, help="JSONL training prompts with 'prompt' and 'answer' fields")
-    a(
-        "--verifier",
-        choices=("auto", "exact", "math"),
-        default=d.verifier,
-        help="auto: exact for the synthetic task, math (boxed answer, math-verify) for --data",
-    )
-    a("--prompt-template", default=d.prompt_template, help="format string with {prompt}")
-    a("--max-new-tokens", type=int, default=None, help="default: answer length + 1 (task), 1024")
-    a(
-        "--warmup-steps",
-        type=int,
-        default=None,
-        help="supervised warm-up steps (default 300 for the built-in model, 0 with --model)",
-    )
-    a("--warmup-batch", type=int, default=d.warmup_batch)
-    a("--warmup-lr", type=float, default=d.warmup_lr)
-    a("--prompts-per-step", type=int, default=d.prompts_per_step)
-    a("--group-size", "-n", type=int, default=d.group_size, help="responses per prompt (n)")
-    a("--lr", type=float, default=d.lr)
-    a("--temperature", type=float, default=d.temperature, help="rollout temperature")
-    a("--max-grad-norm", type=float, default=d.max_grad_norm)
-    a("--micro-batch", type=int, default=d.micro_batch, help="rows per backward; 0 = all")
-    a("--loss", choices=LOSSES, default=d.loss, help="policy loss (era_llm.losses)")
-    a("--era", action=argparse.BooleanOptionalAction, default=d.era, help="adaptive ERA")
-    a("--era-low", type=float, default=d.era_low, help="band lower bound omega_low (nats)")
-    a("--era-high", type=float, default=d.era_high, help="band upper bound omega_high (nats)")
-    a("--era-k", type=float, default=d.era_k, help="logit scale factor k > 1")
-    a("--era-topk", type=int, default=d.era_topk, help="top-k logits in ERA's pass; 0 = all")
-    a(
-        "--adv-scale",
-        action=argparse.BooleanOptionalAction,
-        default=d.adv_scale,
-        help="ERA advantage scaling A/c (Eq. 17)",
-    )
-    a(
-        "--entropy-bonus-target",
-        type=float,
-        default=None,
-        help="adaptive entropy bonus: steer the top-20%% response entropy toward this (nats)",
-    )
-    a(
-        "--entropy-bonus-lr",
-        type=float,
-        default=d.entropy_bonus_lr,
-        help="step size of the bonus coefficient",
-    )
-    a("--eval-every", type=int, default=d.eval_every, help="greedy held-out eval every N steps")
-    a("--eval-size", type=int, default=d.eval_size)
-    a("--ckpt-every", type=int, default=d.ckpt_every)
-    a("--tensorboard", action=argparse.BooleanOptionalAction, default=d.tensorboard)
-    a("--resume", action="store_true", help="continue OUT from its checkpoint")
-    a("--quick", action="store_true", help="smoke-test budget")
-    c = p.add_argument_group("comparison (GRPO vs GRPO+ERA vs adaptive entropy bonus)")
-    c.add_argument(
-        "--compare",
-        action="store_true",
-        help="run the three methods x --seeds into OUT/<method>/seed<N>/",
-    )
-    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-    return quick_preset(cfg) if cfg.quick else cfg
-
-
-# ------------------------------------------------------------------------------------------
-# Validation: bad input fails here, before any model is built or any file is written.
-# ------------------------------------------------------------------------------------------
-def validate(cfg: TrainConfig) -> None:
-    """Raise ValueError / FileNotFoundError naming the flag, the value and the valid range."""
-    if cfg.era_low >= cfg.era_high:
-        raise ValueError(
-            f"--era-low {cfg.era_low} must be < --era-high {cfg.era_high} (an entropy band)"
-        )
-    if cfg.era_low < 0:
-        raise ValueError(f"--era-low {cfg.era_low} must be >= 0 (entropies are non-negative)")
-    if not cfg.era_k > 1:
-        raise ValueError(f"--era-k {cfg.era_k} must be > 1 (c is k, 1 or 1/k)")
-    if cfg.era_topk < 0:
-        raise ValueError(f"--era-topk {cfg.era_topk} must be >= 0 (0 = full softmax)")
-    positive = {
-        "--steps": cfg.steps,
-        "--prompts-per-step": cfg.prompts_per_step,
-        "--eval-size": cfg.eval_size,
-        "--warmup-batch": cfg.warmup_batch,
-    }
-    for flag, value in positive.items():
-        if value < 1:
-            raise ValueError(f"{flag} {value} must be >= 1")
-    if cfg.group_size < 2:
-        raise ValueError(f"--group-size {cfg.group_size} must be >= 2 (GRPO compares a group)")
-    for flag, value in {"--lr": cfg.lr, "--temperature": cfg.temperature}.items():
-        if not value > 0:
-            raise ValueError(f"{flag} {value} must be > 0")
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"--loss {cfg.loss!r} must be one of {LOSSES}")
-    if cfg.entropy_bonus_target is not None and cfg.entropy_bonus_target < 0:
-        raise ValueError(f"--entropy-bonus-target {cfg.entropy_bonus_target} must be >= 0")
-    if cfg.model is not None:
-        path = Path(cfg.model)
-        if not path.is_dir():
-            raise FileNotFoundError(f"--model {cfg.model}: no such directory")
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"--model {cfg.model}: not a checkpoint (no config.json)")
-    if cfg.data is None:
-        ArithmeticTask(cfg.task_op, cfg.min_digits, cfg.max_digits)  # checks the digits
-    else:
-        load_jsonl_problems(cfg.data)
-    if cfg.rollout == "vllm":
-        if cfg.model is None:
-            raise ValueError("--rollout vllm needs --model PATH (vLLM loads a checkpoint dir)")
-        if not torch.cuda.is_available():
-            raise ValueError("--rollout vllm needs a CUDA GPU; use --rollout hf on CPU")
-        if importlib.util.find_spec("vllm") is None:
-            raise ImportError(
-                "--rollout vllm needs vLLM: `uv sync --package era-llm-app --extra vllm`"
-            )
-    if "{prompt}" not in cfg.prompt_template:
-        raise ValueError(f"--prompt-template {cfg.prompt_template!r} must contain {{prompt}}")
-
-
-def load_jsonl_problems(path: str) -> list[Problem]:
-    """Rows ``{"prompt": ..., "answer": ...}``; a missing file/field is a clear error."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"--data {path}: no such file")
-    problems = []
-    with p.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"--data {path}: line {lineno} is not JSON ({exc})") from exc
-            missing = [k for k in ("prompt", "answer") if row.get(k) in (None, "")]
-            if missing:
-                raise ValueError(
-                    f"--data {path}: line {lineno} lacks field(s) {missing}; every row needs "
-                    f"'prompt' and 'answer' (got {sorted(row)})"
-                )
-            problems.append(Problem(str(row["prompt"]), str(row["answer"])))
-    if not problems:
-        raise ValueError(f"--data {path}: no rows")
-    return problems
 
 
 # ------------------------------------------------------------------------------------------
@@ -352,24 +143,6 @@ def response_logits(model, rollout, rows, device) -> torch.Tensor:
     keep = rollout.response_ids.shape[1] + 1  # no logits for the prompt (long for real models)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=keep).logits
     return logits[:, :-1]
-
-
-def group_advantages(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """GRPO advantages ``(r - mean_g) / (std_g + eps)`` and a per-row keep mask.
-
-    A group whose rewards are all equal carries no signal: it is dropped (dynamic sampling).
-    """
-    g = rewards.view(-1, group_size)
-    adv = (g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + ADV_EPS)
-    keep = (g.max(1).values > g.min(1).values).repeat_interleave(group_size)
-    return adv.reshape(-1), keep
-
-
-def masked_entropy_mean(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Differentiable mean token entropy over masked positions (for the entropy bonus)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    ent = -(logp.exp() * logp).sum(-1)
-    return (ent * mask).sum() / mask.sum().clamp(min=1)
 
 
 # ------------------------------------------------------------------------------------------
@@ -473,13 +246,28 @@ DEFAULT_WARMUP_STEPS = 300  # built-in model: ~20-30 % greedy accuracy on 1-2 di
 # ------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------
-def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
-    """Run (or resume) one training run; returns its directory."""
-    from era_llm.era import ERAConfig, era_scales
-    from era_llm.losses import policy_loss
-    from era_llm.ops import token_logprobs
+@dataclass
+class RunState:
+    """Everything one training run holds between steps."""
 
-    validate(cfg)
+    cfg: TrainConfig
+    era_cfg: ERAConfig
+    out: Path
+    device: torch.device
+    model: torch.nn.Module
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    np_rng: np.random.Generator
+    source: PromptSource
+    reward_fn: Callable[[str, str], float]
+    rollout: HFRollout | VLLMRollout
+    bonus: EntropyBonusState
+    start: int
+    resuming: bool
+
+
+def open_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
+    """``(out, resuming)``: refuse an existing run unless resuming it, then write config.json."""
     out = Path(cfg.out)
     resuming = cfg.resume and (out / CHECKPOINT).is_file()
     if (out / "config.json").exists() and not resuming:
@@ -491,16 +279,11 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "DONE").unlink(missing_ok=True)
     atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+    return out, resuming
 
-    # Seeding: one block. numpy draws the prompts, torch samples responses.
-    random.seed(cfg.seed)
-    np_rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    set_threads(cfg, device)
-    quiet_transformers()
 
-    # Policy and data.
+def build_policy(cfg: TrainConfig, device: torch.device):
+    """``(model, tokenizer)``: the local checkpoint, or the tiny built-in model, on ``device``."""
     if cfg.model is not None:
         model, tokenizer = load_checkpoint(cfg.model)
     else:
@@ -508,145 +291,72 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
         model = tiny_causal_lm(
             tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.layers, seed=cfg.seed
         )
-    model.to(device)
+    return model.to(device), tokenizer
+
+
+def start_run(cfg: TrainConfig) -> RunState:
+    """Validate, open the run directory, seed, build the policy; resume or warm up."""
+    era_cfg = validate(cfg)
+    out, resuming = open_run_dir(cfg)
+    # Seeding: one block. numpy draws the prompts, torch samples responses.
+    random.seed(cfg.seed)
+    np_rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    set_threads(cfg, device)
+    quiet_transformers()
+    model, tokenizer = build_policy(cfg, device)
     source = PromptSource(cfg)
     reward_fn = make_reward_fn(cfg)
-    era_cfg = ERAConfig(
-        low=cfg.era_low,
-        high=cfg.era_high,
-        k=cfg.era_k,
-        adv_scale=cfg.adv_scale,
-        logit_topk=cfg.era_topk or None,
-    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     warmup_steps = (
         cfg.warmup_steps
         if cfg.warmup_steps is not None
         else (0 if cfg.model else DEFAULT_WARMUP_STEPS)
     )
-
-    start, entropy_coef = 0, 0.0
+    start, bonus = 0, entropy_bonus.init()
     if resuming:
-        start, entropy_coef = load_checkpoint_state(out, model, optimizer, np_rng)
+        start, coef = load_checkpoint_state(out, model, optimizer, np_rng)
+        bonus = EntropyBonusState(coef)
     elif warmup_steps > 0:
-        supervised_warmup(
-            dataclasses.replace(cfg, warmup_steps=warmup_steps),
-            model,
-            tokenizer,
-            source,
-            np_rng,
-            device,
-            out,
-        )
-        save_checkpoint(out, 0, model, optimizer, np_rng, entropy_coef)
+        warm_cfg = dataclasses.replace(cfg, warmup_steps=warmup_steps)
+        supervised_warmup(warm_cfg, model, tokenizer, source, np_rng, device, out)
+        save_checkpoint(out, 0, model, optimizer, np_rng, bonus.coef)
+    rollout = make_rollout(cfg.rollout, model, tokenizer, cfg.model)
+    return RunState(
+        cfg=cfg,
+        era_cfg=era_cfg,
+        out=out,
+        device=device,
+        model=model,
+        tokenizer=tokenizer,
+        optimizer=optimizer,
+        np_rng=np_rng,
+        source=source,
+        reward_fn=reward_fn,
+        rollout=rollout,
+        bonus=bonus,
+        start=start,
+        resuming=resuming,
+    )
 
-    rollout_engine = make_rollout(cfg.rollout, model, tokenizer, cfg.model)
-    new_tokens = max_new_tokens(cfg, source)
-    n = cfg.group_size
+
+def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
+    """Run (or resume) one training run; returns its directory."""
+    run = start_run(cfg)
     logger = MetricsLogger(
-        out, tensorboard=cfg.tensorboard, resume_step=start if resuming else None
+        run.out, tensorboard=cfg.tensorboard, resume_step=run.start if run.resuming else None
     )
     bar = tqdm(
-        range(start + 1, cfg.steps + 1),
+        range(run.start + 1, cfg.steps + 1),
         desc="GRPO",
         disable=not progress,
         file=sys.stderr,
-        initial=start,
+        initial=run.start,
         total=cfg.steps,
     )
     for step in bar:
-        t0 = time.perf_counter()
-        # 1. Rollout: n responses per prompt from the unmodified policy.
-        problems = source.sample(np_rng, cfg.prompts_per_step)
-        prompts = [cfg.prompt_template.format(prompt=p.prompt) for p in problems]
-        roll = rollout_engine.generate(
-            prompts, n, max_new_tokens=new_tokens, temperature=cfg.temperature
-        )
-        # 2. Rewards and group advantages; dynamic sampling drops all-equal groups.
-        answers = [p.answer for p in problems for _ in range(n)]
-        rewards = torch.tensor([reward_fn(t, a) for t, a in zip(roll.texts, answers, strict=True)])
-        advantages, keep = group_advantages(rewards, n)
-        advantages = advantages * keep  # dropped groups: A = 0 (and no rows in the loss)
-        mask = roll.response_mask.to(device)
-        labels = roll.response_ids.to(device)
-
-        # 3. Token entropies of the unmodified policy (no grad): ERA's statistic, and logs.
-        rows_per_pass = cfg.micro_batch or len(rewards)
-        model.train()
-        with torch.no_grad():
-            entropy = torch.cat(
-                [
-                    token_logprobs(
-                        response_logits(model, roll, slice(i, i + rows_per_pass), device),
-                        labels[i : i + rows_per_pass],
-                        mask=mask[i : i + rows_per_pass],
-                    ).entropy
-                    for i in range(0, len(rewards), rows_per_pass)
-                ]
-            )
-        era = era_scales(entropy, mask, advantages.to(device), era_cfg)
-        scale = era.scale if cfg.era else torch.ones_like(era.scale)
-        adv_used = era.advantages if cfg.era else advantages.to(device)
-
-        # 4. One on-policy update on the kept rows (old log-probs = current ones, detached).
-        kept = torch.nonzero(keep).flatten()
-        row = {"step": step, "loss": float("nan")}
-        if len(kept) > 0:
-            optimizer.zero_grad(set_to_none=True)
-            kept_tokens = mask[kept].sum().clamp(min=1)
-            loss_value, loss_stats = 0.0, {}
-            for i in range(0, len(kept), rows_per_pass):
-                rows = kept[i : i + rows_per_pass]
-                logits = response_logits(model, roll, rows.cpu(), device)
-                out_lp = token_logprobs(
-                    logits,
-                    labels[rows],
-                    scale=scale[rows] if cfg.era else None,
-                    topk=era_cfg.logit_topk if cfg.era else None,
-                    mask=mask[rows],
-                    return_entropy=False,
-                )
-                loss, stats = policy_loss(
-                    cfg.loss,
-                    out_lp.logprobs,
-                    out_lp.logprobs.detach(),
-                    adv_used[rows],
-                    mask[rows],
-                    token_entropy=entropy[rows],
-                )
-                if cfg.entropy_bonus_target is not None:
-                    loss = loss - entropy_coef * masked_entropy_mean(logits, mask[rows])
-                weight = mask[rows].sum() / kept_tokens  # token-mean over all micro-batches
-                (loss * weight).backward()
-                loss_value += float(loss.detach()) * float(weight)
-                for k, v in stats.items():
-                    loss_stats[k] = loss_stats.get(k, 0.0) + float(v) * float(weight)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            row.update({f"loss/{k}": v for k, v in loss_stats.items()})
-            row.update({"loss": loss_value, "grad_norm": float(grad_norm)})
-        # Adaptive entropy bonus: the coefficient follows the gap to the target (dual ascent).
-        if cfg.entropy_bonus_target is not None:
-            gap = cfg.entropy_bonus_target - float(era.stats["top_entropy_mean"])
-            entropy_coef = max(0.0, entropy_coef + cfg.entropy_bonus_lr * gap)
-
-        # 5. Log.
-        n_tok = mask.sum().clamp(min=1)
-        row.update(
-            {
-                "reward_mean": float(rewards.mean()),
-                "accuracy": float((rewards >= 1.0).float().mean()),
-                "groups_kept_frac": float(keep.float().mean()),
-                "response_len_mean": float(mask.sum(1).float().mean()),
-                "token_entropy_mean": float((entropy * mask).sum() / n_tok),
-                **{k: float(v) for k, v in era.stats.items()},
-                "scale_mean": float(scale.mean()),
-                "entropy_coef": entropy_coef,
-                "step_time_s": time.perf_counter() - t0,
-            }
-        )
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            row["eval_accuracy"] = greedy_accuracy(cfg, rollout_engine, source)
+        row = grpo_step(run, step)
         logger.log(row)
         bar.set_postfix(
             acc=f"{row['accuracy']:.2f}",
@@ -654,19 +364,176 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
             c=f"{row['scale_mean']:.2f}",
         )
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save_checkpoint(out, step, model, optimizer, np_rng, entropy_coef)
+            save_checkpoint(run.out, step, run.model, run.optimizer, run.np_rng, run.bonus.coef)
     logger.close()
+    finish_run(run)
+    return run.out
 
-    # Final artefacts: the model for era-llm-eval, plots, a summary, and the DONE marker.
-    save_model(out, model, tokenizer)
-    rows = read_jsonl(out / "metrics.jsonl")
+
+def grpo_step(run: RunState, step: int) -> dict:
+    """One GRPO(+ERA) step on ``run`` (updates its model, optimiser and bonus); its metrics row."""
+    cfg, device = run.cfg, run.device
+    t0 = time.perf_counter()
+    # 1-2. Rollout from the unmodified policy; rewards and group advantages (dynamic sampling).
+    roll, rewards = rollout_and_rewards(run)
+    advantages, keep = group_advantages(rewards, cfg.group_size)
+    advantages = advantages * keep  # dropped groups: A = 0 (and no rows in the loss)
+    mask = roll.response_mask.to(device)
+    # 3. Token entropies of the unmodified policy (no grad): ERA's statistic, and logs.
+    rows_per_pass = cfg.micro_batch or len(rewards)
+    run.model.train()
+    entropy = token_entropy(run, roll, rows_per_pass)
+    era = era_scales(entropy, mask, advantages.to(device), run.era_cfg)
+    # 4. One on-policy update on the kept rows (old log-probs = current ones, detached).
+    kept = torch.nonzero(keep).flatten()
+    row: dict = {"step": step, "loss": float("nan")}
+    if len(kept) > 0:
+        row.update(policy_update(run, roll, era, advantages, entropy, kept, rows_per_pass))
+    era_stats = stats_to_floats(era.stats)  # the one host transfer of ERA's statistics
+    # Adaptive entropy bonus: the coefficient follows the gap to the target (dual ascent).
+    if cfg.entropy_bonus_target is not None:
+        run.bonus = entropy_bonus.update(
+            run.bonus,
+            era_stats["top_entropy_mean"],
+            target=cfg.entropy_bonus_target,
+            lr=cfg.entropy_bonus_lr,
+        )
+    # 5. Log.
+    scale = era.scale if cfg.era else torch.ones_like(era.scale)
+    row.update(step_metrics(run, rewards, keep, mask, entropy, era_stats, scale))
+    row["step_time_s"] = time.perf_counter() - t0
+    if step % cfg.eval_every == 0 or step == cfg.steps:
+        row["eval_accuracy"] = greedy_accuracy(cfg, run.rollout, run.source)
+    return row
+
+
+def rollout_and_rewards(run: RunState) -> tuple[Rollout, torch.Tensor]:
+    """``group_size`` responses to each of ``prompts_per_step`` fresh prompts, and their
+    ``[B]`` rewards (prompt-major)."""
+    cfg, n = run.cfg, run.cfg.group_size
+    problems = run.source.sample(run.np_rng, cfg.prompts_per_step)
+    prompts = [cfg.prompt_template.format(prompt=p.prompt) for p in problems]
+    roll = run.rollout.generate(
+        prompts, n, max_new_tokens=max_new_tokens(cfg, run.source), temperature=cfg.temperature
+    )
+    answers = [p.answer for p in problems for _ in range(n)]
+    texts = zip(roll.texts, answers, strict=True)
+    return roll, torch.tensor([run.reward_fn(t, a) for t, a in texts])
+
+
+@torch.no_grad()
+def token_entropy(run: RunState, roll: Rollout, rows_per_pass: int) -> torch.Tensor:
+    """``[B, R]`` token entropies of the unmodified policy, ``rows_per_pass`` rows at a time."""
+    mask = roll.response_mask.to(run.device)
+    labels = roll.response_ids.to(run.device)
+    return torch.cat(
+        [
+            token_logprobs(
+                response_logits(run.model, roll, slice(i, i + rows_per_pass), run.device),
+                labels[i : i + rows_per_pass],
+                mask=mask[i : i + rows_per_pass],
+            ).entropy
+            for i in range(0, len(mask), rows_per_pass)
+        ]
+    )
+
+
+def policy_update(
+    run: RunState,
+    roll: Rollout,
+    era: ERAResult,
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    kept: torch.Tensor,
+    rows_per_pass: int,
+) -> dict:
+    """One optimiser step on the ``kept`` rows, micro-batched; ``loss``, ``loss/*`` and
+    ``grad_norm`` as floats (read from the device once, after the step)."""
+    cfg, device = run.cfg, run.device
+    mask = roll.response_mask.to(device)
+    labels = roll.response_ids.to(device)
+    scale = era.scale if cfg.era else None
+    adv_used = era.advantages if cfg.era else advantages.to(device)
+    run.optimizer.zero_grad(set_to_none=True)
+    kept_tokens = mask[kept].sum().clamp(min=1)
+    parts = []  # per micro-batch: (loss, weight, stats), all 0-d tensors
+    for i in range(0, len(kept), rows_per_pass):
+        rows = kept[i : i + rows_per_pass]
+        logits = response_logits(run.model, roll, rows.cpu(), device)
+        out_lp = token_logprobs(
+            logits,
+            labels[rows],
+            scale=scale[rows] if scale is not None else None,
+            topk=run.era_cfg.logit_topk if cfg.era else None,
+            mask=mask[rows],
+            return_entropy=False,
+        )
+        loss, stats = policy_loss(
+            cfg.loss,
+            out_lp.logprobs,
+            out_lp.logprobs.detach(),
+            adv_used[rows],
+            mask[rows],
+            token_entropy=entropy[rows],
+        )
+        if cfg.entropy_bonus_target is not None:
+            loss = entropy_bonus.apply(loss, masked_entropy_mean(logits, mask[rows]), run.bonus)
+        weight = mask[rows].sum() / kept_tokens  # token-mean over all micro-batches
+        (loss * weight).backward()
+        parts.append((loss.detach(), weight, stats))
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
+    run.optimizer.step()
+    return weighted_loss_metrics(parts, grad_norm)
+
+
+def weighted_loss_metrics(parts: list, grad_norm: torch.Tensor) -> dict:
+    """The micro-batches' token-weighted sums of the loss and its stats, and the grad norm.
+
+    All tensors are read in one transfer; the sums are then taken in Python floats, micro-batch
+    by micro-batch.
+    """
+    names = list(parts[0][2])
+    flat = [t for loss, weight, stats in parts for t in (loss, weight, *stats.values())]
+    values = torch.stack([t.float() for t in (*flat, grad_norm)]).tolist()
+    width = 2 + len(names)
+    loss_value, loss_stats = 0.0, {}
+    for j in range(len(parts)):
+        loss, weight, *stats = values[j * width : (j + 1) * width]
+        loss_value += loss * weight
+        for k, v in zip(names, stats, strict=True):
+            loss_stats[k] = loss_stats.get(k, 0.0) + v * weight
+    return {
+        **{f"loss/{k}": v for k, v in loss_stats.items()},
+        "loss": loss_value,
+        "grad_norm": values[-1],
+    }
+
+
+def step_metrics(run, rewards, keep, mask, entropy, era_stats: dict, scale) -> dict:
+    """The step's logged rollout and ERA metrics (Python floats)."""
+    n_tok = mask.sum().clamp(min=1)
+    return {
+        "reward_mean": float(rewards.mean()),
+        "accuracy": float((rewards >= 1.0).float().mean()),
+        "groups_kept_frac": float(keep.float().mean()),
+        "response_len_mean": float(mask.sum(1).float().mean()),
+        "token_entropy_mean": float((entropy * mask).sum() / n_tok),
+        **era_stats,
+        "scale_mean": float(scale.mean()),
+        "entropy_coef": run.bonus.coef,
+    }
+
+
+def finish_run(run: RunState) -> None:
+    """The model for era-llm-eval, plots, a summary, and the DONE marker."""
     from era_llm_app.plots import plot_run
 
-    plot_run(out, rows, cfg.era_low, cfg.era_high)
-    summary = summarize_run(rows, cfg)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    atomic_write_text(out / "DONE", "")
-    return out
+    save_model(run.out, run.model, run.tokenizer)
+    rows = read_jsonl(run.out / "metrics.jsonl")
+    plot_run(run.out, rows, run.cfg.era_low, run.cfg.era_high)
+    summary = summarize_run(rows, run.cfg)
+    atomic_write_text(run.out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(run.out / "DONE", "")
 
 
 def summarize_run(rows: list[dict], cfg: TrainConfig) -> dict:
@@ -702,24 +569,3 @@ def check_resumable(out: Path, cfg: TrainConfig) -> None:
     if diff:
         changes = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
         raise ValueError(f"--resume with a different configuration ({changes})")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg = config_from_args(args)
-    try:
-        if args.compare:
-            from era_llm_app.compare import run_comparison
-
-            run_comparison(cfg, args.seeds)
-        else:
-            train(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
-        parser.error(str(exc))
-    print(f"done: {cfg.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

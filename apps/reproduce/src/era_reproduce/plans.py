@@ -137,7 +137,7 @@ def runs_for(domain: str, out: Path, *, budget: str, args) -> list[Run]:
             Run(
                 "llm",
                 "grpo-vs-era",
-                "era_llm_app.train",
+                "era_llm_app.cli",
                 "era-llm-train",
                 tuple(argv),
                 out,
@@ -186,9 +186,7 @@ def _full_runs(domain: str, out: Path, args) -> list[Run]:
     argv = ["--compare", "--model", str(args.llm_model), "--rollout", "vllm", "--out", str(out)]
     if args.llm_data:
         argv += ["--data", str(args.llm_data)]
-    return [
-        Run("llm", "grpo-vs-era", "era_llm_app.train", "era-llm-train", tuple(argv), out, 3600.0)
-    ]
+    return [Run("llm", "grpo-vs-era", "era_llm_app.cli", "era-llm-train", tuple(argv), out, 3600.0)]
 
 
 def full_prerequisites(domains: list[str], args, *, gpu: str | None) -> list[str]:
@@ -419,7 +417,9 @@ def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
             line.append(pm([_float(i.get(key)) for i in items], 3))
         table.append(line)
     section.ours = markdown_table(["method", "seeds", *[label for _, label in cols]], table)
-    low = 0.45  # the paper's floor, unless the ERA runs were given another
+    from era_llm.era import ERAConfig  # only reached once the llm app has run
+
+    low = ERAConfig().low  # the paper's floor, unless the ERA runs were given another
     for config in sorted((out / "llm" / "era").glob("seed*/config.json")):
         low = json.loads(config.read_text()).get("era_low", low)
         break

@@ -3,6 +3,10 @@
 * `era_llm.ops`: chunked per-token log-probs and entropies under a per-response logit scale.
 * `era_llm.era`: the ERA band, per-response scales and logged statistics.
 * `era_llm.losses`: GRPO, GSPO, clip-higher, KL-Cov, Clip-Cov and forking-token policy losses.
+* `era_llm.advantages`: GRPO's group-normalised advantages and dynamic sampling.
+* `era_llm.entropy_bonus`: the adaptive entropy-bonus baseline (a coefficient state and its
+  update).
+* `era_llm.rollout`: sampling responses with transformers or vLLM (imported only when used).
 * `era_llm.integrations.trl` / `era_llm.integrations.verl`: ERA inside TRL and verl.
 """
 

@@ -21,13 +21,15 @@ paper logs.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 
 import era_core
 
-__all__ = ["ERAConfig", "ERAResult", "entropy_split", "era_scales"]
+__all__ = ["ERAConfig", "ERAResult", "entropy_split", "era_scales", "stats_to_floats"]
 
 
 @dataclass(frozen=True)
@@ -53,28 +55,61 @@ class ERAConfig:
     logit_topk: int | None = None
 
     def __post_init__(self):
-        for name in ("low", "high", "k", "topk_fraction"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"ERAConfig.{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"ERAConfig.{name} must be finite, got {value}")
-        if self.low < 0:
-            raise ValueError(f"ERAConfig.low must be >= 0 (an entropy), got {self.low}")
-        if not self.low < self.high:
-            raise ValueError(f"ERAConfig needs low < high, got low={self.low}, high={self.high}")
-        if not self.k > 1:
-            raise ValueError(f"ERAConfig.k must be > 1, got {self.k}")
-        if not 0 < self.topk_fraction <= 1:
-            raise ValueError(f"ERAConfig.topk_fraction must be in (0, 1], got {self.topk_fraction}")
-        if not isinstance(self.adv_scale, bool):
-            raise ValueError(f"ERAConfig.adv_scale must be a bool, got {self.adv_scale!r}")
-        lt = self.logit_topk
-        if lt is not None and (isinstance(lt, bool) or not isinstance(lt, int) or lt < 1):
-            raise ValueError(f"ERAConfig.logit_topk must be None or an int >= 1, got {lt!r}")
+        _check({f.name: getattr(self, f.name) for f in fields(self)}, {})
+
+    @classmethod
+    def checked(cls, labels: Mapping[str, str], **values: Any) -> ERAConfig:
+        """``ERAConfig(**values)``, whose ValueError names a bad field by ``labels[field]``.
+
+        ``labels`` maps field names to what the caller's user typed, e.g. ``{"low":
+        "--era-low"}``: the message then reads ``--era-low 3.0 must be < --era-high 0.45 ...``.
+        Fields without a label are named ``ERAConfig.<field>``.
+
+        >>> ERAConfig.checked({"k": "--era-k"}, k=3.0).k
+        3.0
+        """
+        _check({**{f.name: f.default for f in fields(cls)}, **values}, labels)
+        return cls(**values)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _check(values: Mapping[str, Any], labels: Mapping[str, str]) -> None:
+    """Raise ValueError naming the field (or its label), the value and the valid range."""
+
+    def arg(name: str) -> str:  # "--era-low 3.0" with a label, else "ERAConfig.low"
+        return f"{labels[name]} {values[name]}" if name in labels else f"ERAConfig.{name}"
+
+    def got(*names: str) -> str:  # a labelled argument already shows its value
+        shown = [n for n in names if n not in labels]
+        if len(shown) == 1 and len(names) == 1:
+            return f", got {values[shown[0]]!r}"
+        return ", got " + ", ".join(f"{n}={values[n]!r}" for n in shown) if shown else ""
+
+    for name in ("low", "high", "k", "topk_fraction"):
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{arg(name)} must be a number{got(name)}")
+        if not math.isfinite(value):
+            raise ValueError(f"{arg(name)} must be finite{got(name)}")
+    low, high = values["low"], values["high"]
+    if low < 0:
+        raise ValueError(f"{arg('low')} must be >= 0 (an entropy){got('low')}")
+    if not low < high:
+        raise ValueError(
+            f"{arg('low')} must be < {arg('high')} (an entropy band needs low < high)"
+            f"{got('low', 'high')}"
+        )
+    if not values["k"] > 1:
+        raise ValueError(f"{arg('k')} must be > 1 (the scales are k, 1 and 1/k){got('k')}")
+    if not 0 < values["topk_fraction"] <= 1:
+        raise ValueError(f"{arg('topk_fraction')} must be in (0, 1]{got('topk_fraction')}")
+    if not isinstance(values["adv_scale"], bool):
+        raise ValueError(f"{arg('adv_scale')} must be a bool{got('adv_scale')}")
+    lt = values["logit_topk"]
+    if lt is not None and (isinstance(lt, bool) or not isinstance(lt, int) or lt < 1):
+        raise ValueError(f"{arg('logit_topk')} must be None or an int >= 1{got('logit_topk')}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +120,8 @@ class ERAResult:
       scale: ``[B]`` float32 factors :math:`c_i \\in \\{k, 1, 1/k\\}`.
       advantages: ``[B]`` advantages, divided by ``scale`` when ``adv_scale`` is on.
       response_entropy: ``[B]`` the banded statistic :math:`\\bar H_i`.
-      stats: floats for logging: ``frac_below``, ``frac_inside``, ``frac_above`` (shares of
+      stats: 0-d float32 tensors for logging (on the input's device; convert them once, where
+        they are logged, e.g. with :func:`stats_to_floats`): ``frac_below``, ``frac_inside``, ``frac_above`` (shares of
         responses with at least one token), ``top_entropy_mean`` / ``rest_entropy_mean`` (token
         means over the top-20 % and the other 80 % of each response's tokens),
         ``response_entropy_mean``, ``token_entropy_mean``, ``scale_mean``, ``frac_sharpen``,
@@ -95,7 +131,7 @@ class ERAResult:
     scale: torch.Tensor
     advantages: torch.Tensor
     response_entropy: torch.Tensor
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def entropy_split(
@@ -143,7 +179,7 @@ def era_scales(
       >>> import torch
       >>> ent = torch.tensor([[0.1, 0.2, 0.1, 0.0, 0.1], [5.0, 4.0, 1.0, 0.0, 0.0]])
       >>> res = era_scales(ent, torch.ones(2, 5), torch.tensor([1.0, 1.0]))
-      >>> res.scale.tolist(), res.stats["frac_below"], res.stats["frac_above"]
+      >>> res.scale.tolist(), float(res.stats["frac_below"]), float(res.stats["frac_above"])
       ([2.0, 0.5], 0.5, 0.5)
     """
     cfg = ERAConfig() if cfg is None else cfg
@@ -178,14 +214,14 @@ def era_scales(
     return ERAResult(scale, new_adv, h, _stats(ent, valid, h, scale, cfg))
 
 
-def _stats(ent, valid, h, scale, cfg) -> dict[str, float]:
+def _stats(ent, valid, h, scale, cfg) -> dict[str, torch.Tensor]:
     has = valid.any(1)
-    n_resp = max(1, int(has.sum()))
+    n_resp = has.sum().clamp(min=1)
     top_sum, top_cnt, rest_sum, rest_cnt = entropy_split(ent, valid, cfg.topk_fraction)
     below = has & (h < cfg.low)
     above = has & (h > cfg.high)
     inside = has & ~below & ~above
-    n_tok = max(1.0, float(valid.sum()))
+    n_tok = valid.sum().clamp(min=1)
     values = torch.stack(
         [
             below.sum() / n_resp,
@@ -199,7 +235,7 @@ def _stats(ent, valid, h, scale, cfg) -> dict[str, float]:
             (has & (scale > 1)).sum() / n_resp,
             (has & (scale < 1)).sum() / n_resp,
         ]
-    ).tolist()
+    )
     names = (
         "frac_below",
         "frac_inside",
@@ -212,4 +248,18 @@ def _stats(ent, valid, h, scale, cfg) -> dict[str, float]:
         "frac_sharpen",
         "frac_flatten",
     )
-    return dict(zip(names, values, strict=True))
+    return dict(zip(names, values.unbind(), strict=True))
+
+
+def stats_to_floats(stats: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+    """Python floats of a stats dict of 0-d tensors (`ERAResult.stats`, `policy_loss`'s), read
+    from the device in one transfer: call it once, where the metrics are logged.
+
+    >>> stats_to_floats({"a": torch.tensor(0.5), "b": torch.tensor(2.0)})
+    {'a': 0.5, 'b': 2.0}
+    """
+    if not stats:
+        return {}
+    values = [torch.as_tensor(v, dtype=torch.float32).detach() for v in stats.values()]
+    device = values[0].device
+    return dict(zip(stats, torch.stack([v.to(device) for v in values]).tolist(), strict=True))

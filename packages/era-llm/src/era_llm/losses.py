@@ -129,20 +129,23 @@ def policy_loss(
     *,
     token_entropy: torch.Tensor | None = None,
     **hyper,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One of :data:`LOSS_NAMES`; hyper-parameters default to :data:`LOSS_DEFAULTS` [name].
 
     Returns:
-      ``(loss, stats)``: a scalar to minimise, and floats ``clip_frac`` (share of valid tokens
+      ``(loss, stats)``: a scalar to minimise, and detached 0-d float32 tensors (no host sync;
+      :func:`era_llm.era.stats_to_floats` converts them where they are logged) ``clip_frac`` (share of valid tokens
       whose ratio was clipped or whose gradient was removed by the method), ``ratio_mean``,
       ``approx_kl`` (mean of :math:`\\log\\pi_{old}-\\log\\pi_\\theta`), ``pg_loss`` and, for
       KL-Cov/Clip-Cov/forking, ``selected_frac`` (share of tokens the method singled out).
+      ``grpo``, ``clip-higher`` and ``gspo`` never wait for the device; the token selections of
+      KL-Cov, Clip-Cov and forking read the number of valid tokens (their top-k size) from it.
 
     Example:
       >>> import torch
       >>> lp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
       >>> loss, stats = policy_loss("grpo", lp, lp.detach(), torch.tensor([1.0]), torch.ones(1, 2))
-      >>> round(loss.item(), 4), stats["clip_frac"]
+      >>> round(loss.item(), 4), float(stats["clip_frac"])
       (-1.0, 0.0)
     """
     adv = _check(name, logprobs, old_logprobs, advantages, mask, token_entropy).float()
@@ -154,10 +157,33 @@ def policy_loss(
         )
     hp = {**LOSS_DEFAULTS[name], **hyper}
     valid = mask.bool()
-    m = valid.float()
     lp = logprobs.float()
     old = old_logprobs.detach().float()
     log_ratio = torch.where(valid, lp - old, 0.0)
+    per_token, ratio, was_clipped, selected = _per_token_loss(
+        name, hp, lp, old, log_ratio, adv, valid, token_entropy
+    )
+    loss = aggregate(per_token, valid, hp["agg"])
+    m = valid.float()
+    n = m.sum().clamp(min=1)
+    n_all = mask.bool().float().sum().clamp(min=1)
+    values = [
+        (was_clipped.float() * m).sum() / n,
+        (ratio.detach() * m).sum() / n,
+        (-log_ratio.detach() * m).sum() / n,
+        loss.detach(),
+    ]
+    names = ["clip_frac", "ratio_mean", "approx_kl", "pg_loss"]
+    if selected is not None:
+        values.append((selected & mask.bool()).float().sum() / n_all)
+        names.append("selected_frac")
+    return loss, dict(zip(names, torch.stack(values).unbind(), strict=True))
+
+
+def _per_token_loss(name, hp, lp, old, log_ratio, adv, valid, token_entropy):
+    """``(per_token, ratio, was_clipped, selected)`` of loss ``name`` (``selected``: the tokens
+    KL-Cov, Clip-Cov or forking singled out, else None)."""
+    m = valid.float()
     selected = None
 
     if name == "gspo":
@@ -194,20 +220,7 @@ def policy_loss(
             # the other tokens contribute 0 but still count in the mean (as the paper's verl code
             # and TRL's top_entropy_quantile do: the loss is multiplied by the token mask)
             per_token = torch.where(selected, per_token, per_token.detach() * 0)
-    loss = aggregate(per_token, valid, hp["agg"])
-    n = m.sum().clamp(min=1)
-    n_all = mask.bool().float().sum().clamp(min=1)
-    values = [
-        (was_clipped.float() * m).sum() / n,
-        (ratio.detach() * m).sum() / n,
-        (-log_ratio.detach() * m).sum() / n,
-        loss.detach(),
-    ]
-    names = ["clip_frac", "ratio_mean", "approx_kl", "pg_loss"]
-    if selected is not None:
-        values.append((selected & mask.bool()).float().sum() / n_all)
-        names.append("selected_frac")
-    return loss, dict(zip(names, torch.stack(values).tolist(), strict=True))
+    return per_token, ratio, was_clipped, selected
 
 
 def _centred_cov(lp, adv, valid):

@@ -36,7 +36,7 @@ Example (CPU, a tiny model built in code)::
         train_dataset=Dataset.from_dict({"prompt": ["3+4="] * 16}),
         args=GRPOConfig(output_dir="out", per_device_train_batch_size=4, num_generations=4,
                         max_completion_length=4, max_steps=2, use_cpu=True, report_to="none"),
-        era_config=ERAConfig(low=0.45, high=3.0, k=2.0),
+        era_config=ERAConfig(),  # the paper's band [0.45, 3.0] and k = 2
     )
     trainer.train()
 """
@@ -51,7 +51,7 @@ from accelerate.utils import is_peft_model
 from trl import GRPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
-from era_llm.era import ERAConfig, era_scales
+from era_llm.era import ERAConfig, era_scales, stats_to_floats
 from era_llm.ops import token_logprobs_from_hidden
 
 __all__ = ["ERAGRPOTrainer", "add_era_lm_head"]
@@ -206,7 +206,7 @@ class ERAGRPOTrainer(GRPOTrainer):
                 output["old_per_token_logps"] = unscaled_logps
             else:
                 output["old_per_token_logps"] = self._era_pass(ids, am, keep, res.scale)[0]
-        for name, value in res.stats.items():
+        for name, value in stats_to_floats(res.stats).items():  # one transfer per batch
             self._metrics[mode][f"era/{name}"].append(value)
         return output
 

@@ -26,8 +26,9 @@ overrides below (they can also be given by hand to ``python -m verl.trainer.main
     actor_rollout_ref.model.external_lib=era_llm.integrations.verl
     +ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=era_llm.integrations.verl.setup
 
-and then, for ERA: ``actor_rollout_ref.actor.policy_loss.loss_mode=era``
-``+actor_rollout_ref.actor.policy_loss.era_low=0.45`` ``...era_high=3.0`` ``...era_k=2.0``.
+and then, for ERA: ``actor_rollout_ref.actor.policy_loss.loss_mode=era``, and to leave the
+paper's band (:class:`~era_llm.era.ERAConfig`'s defaults), e.g.
+``+actor_rollout_ref.actor.policy_loss.era_low=0.2`` (likewise ``era_high``, ``era_k``).
 
 Limits: verl computes the log-probs itself, so the top-k filter of the paper's first stage
 (``ERAConfig.logit_topk``) is not available here (use the TRL integration or our trainer);
@@ -48,7 +49,7 @@ from verl.trainer.ppo.core_algos import (
 )
 from verl.workers.config import PolicyLossConfig
 
-from era_llm.era import ERAConfig, era_scales
+from era_llm.era import ERAConfig, era_scales, stats_to_floats
 from era_llm.losses import _forking
 
 __all__ = [
@@ -74,6 +75,9 @@ ENTRY_OVERRIDES = (
 )
 
 
+_PAPER = ERAConfig()  # the paper's ERA hyper-parameters, spelled once (in ERAConfig)
+
+
 @dataclass
 class ERAPolicyLossConfig(PolicyLossConfig):
     """verl's ``PolicyLossConfig`` plus ERA's keys (defaults: the paper's, ERA-SPEC §3).
@@ -86,11 +90,11 @@ class ERAPolicyLossConfig(PolicyLossConfig):
       forking_fraction: share of highest-entropy tokens trained by ``loss_mode=forking``.
     """
 
-    era_low: float = 0.45
-    era_high: float = 3.0
-    era_k: float = 2.0
-    era_topk_fraction: float = 0.2
-    era_adv_scale: bool = False
+    era_low: float = _PAPER.low
+    era_high: float = _PAPER.high
+    era_k: float = _PAPER.k
+    era_topk_fraction: float = _PAPER.topk_fraction
+    era_adv_scale: bool = _PAPER.adv_scale
     forking_fraction: float = 0.2
 
     def __post_init__(self):
@@ -152,7 +156,7 @@ def apply_era(
     """
     res = era_scales(entropy, response_mask, advantages, cfg)
     per_sample_t = (temperature / res.scale).to(torch.float32)
-    metrics = {f"era/{k}": v for k, v in res.stats.items()}
+    metrics = {f"era/{k}": v for k, v in stats_to_floats(res.stats).items()}  # one transfer
     return res.advantages, per_sample_t, res.scale, metrics
 
 
@@ -231,7 +235,7 @@ def _register_trainer():
     return _TRAINER
 
 
-def _build_trainer():
+def _build_trainer():  # one closure: verl's trainer classes are imported only when it is built
     import transfer_queue as tq
     from tensordict import TensorDict
     from verl.trainer.ppo.v1.trainer_base import register_trainer

@@ -1,0 +1,43 @@
+"""The console scripts: ``era-llm-train`` (one run, or ``--compare``) and ``era-llm-eval``.
+
+This module only parses and dispatches: a training run is `era_llm_app.train.train`, the
+comparison `era_llm_app.compare.run_comparison`, the evaluation `era_llm_app.evaluate`. Bad input
+(a ValueError, a missing file, an existing run, a missing optional dependency) becomes one line
+on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from era_llm_app import evaluate
+from era_llm_app.compare import run_comparison
+from era_llm_app.config import build_parser, config_from_args
+from era_llm_app.train import train
+
+__all__ = ["eval_main", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``era-llm-train``: `train` one configuration, or `run_comparison` with ``--compare``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+    try:
+        if args.compare:
+            run_comparison(cfg, args.seeds)
+        else:
+            train(cfg)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
+        parser.error(str(exc))
+    print(f"done: {cfg.out}")
+    return 0
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """``era-llm-eval`` (see `era_llm_app.evaluate`)."""
+    return evaluate.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
