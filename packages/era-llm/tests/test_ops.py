@@ -465,3 +465,15 @@ def test_float32_inputs_are_not_modified(topk, temperature):
 def test_compile_must_be_a_bool():
     with pytest.raises(ValueError, match="compile must be a bool, got 1"):
         token_logprobs(torch.randn(1, 2, 5), torch.zeros(1, 2, dtype=torch.long), compile=1)
+
+
+def test_everything_masked_out_gives_zeros():
+    logits = torch.randn(2, 3, 7, requires_grad=True)
+    labels = torch.full((2, 3), -100)
+    mask = torch.zeros(2, 3, dtype=torch.bool)
+    for topk in (None, 2):
+        out = token_logprobs(logits, labels, mask=mask, topk=topk, return_scaled_entropy=True)
+        for t in (out.logprobs, out.entropy, out.scaled_entropy):
+            assert torch.equal(t, torch.zeros(2, 3))
+        (grad,) = torch.autograd.grad(out.logprobs.sum(), logits)
+        assert torch.equal(grad, torch.zeros_like(logits))

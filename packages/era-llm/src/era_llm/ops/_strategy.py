@@ -44,10 +44,11 @@ class ChunkKernels:
     Eager: the kernels of ``_kernels`` run op by op in the call's :class:`Workspace`.
     Compiled: the full-softmax kernels are traced once per :class:`ScaleMode` (and requested
     outputs) into fused loops, with dynamic shapes; the scale is passed as a per-row column and
-    ``1/tau`` as a 0-d tensor so that no value of either is baked into the compiled code, and the
-    per-row inputs are passed as fresh tensors so that their storage offsets, which change with
-    every chunk, are not part of what the compiled code is specialised on. Top-k always runs
-    eagerly.
+    ``1/tau`` as a 0-d tensor so that no value of either is baked into the compiled code; the
+    small per-row inputs are passed as fresh tensors (storage offset 0: the offsets of chunk
+    views change with every chunk and, were they equal to a size, would be guarded on as equal
+    to it) and the logit rows detached (the logits and hidden-state paths share the compiled
+    code). Top-k always runs eagerly.
     """
 
     def __init__(self, *, compiled: bool):
@@ -131,4 +132,4 @@ class ChunkKernels:
         else:
             column = torch.full((rows, 1), float(scale), dtype=torch.float32, device=device)
         inv = torch.tensor(inv_temperature, dtype=torch.float32, device=device)
-        return raw, labels.clone(), column, inv
+        return raw.detach(), labels.clone(), column, inv
