@@ -294,3 +294,186 @@ def test_compiled_kernels_match_reference():
     gb = torch.autograd.grad(b.logprobs.sum(), (hidden, weight))
     for x, y in zip(ga, gb, strict=True):
         torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# the package's structure: public surface, planning, kernels, strategy
+
+
+def test_public_api_and_keyword_only_options():
+    import inspect
+
+    import era_llm
+    import era_llm.ops as ops
+
+    assert set(ops.__all__) == {
+        "TokenStats",
+        "default_chunk_size",
+        "token_logprobs",
+        "token_logprobs_from_hidden",
+    }
+    assert era_llm.token_logprobs is ops.token_logprobs
+    assert era_llm.token_logprobs_from_hidden is ops.token_logprobs_from_hidden
+    assert era_llm.TokenStats is ops.TokenStats
+    options = {
+        "scale": None,
+        "topk": None,
+        "mask": None,
+        "chunk_size": None,
+        "temperature": 1.0,
+        "return_entropy": True,
+        "return_scaled_entropy": False,
+        "compile": False,
+    }
+    for fn, positional, extra in (
+        (ops.token_logprobs, ["logits", "labels"], {}),
+        (ops.token_logprobs_from_hidden, ["hidden", "weight", "labels"], {"bias": None}),
+    ):
+        params = inspect.signature(fn).parameters
+        assert [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD] == positional
+        keyword = {n: p.default for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+        assert keyword == {**extra, **options}
+
+
+def test_no_private_torch_api():
+    """The package uses torch's public API only (no ``torch.<...>._name`` attribute)."""
+    import ast
+    from pathlib import Path
+
+    import era_llm.ops as ops
+
+    for path in sorted(Path(ops.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute):
+                parts = [node.attr]
+                base = node.value
+                while isinstance(base, ast.Attribute):
+                    parts.append(base.attr)
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id == "torch":
+                    private = [p for p in parts if p.startswith("_")]
+                    assert not private, f"{path.name}:{node.lineno} uses torch private {private}"
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch"):
+                assert not any(p.startswith("_") for p in node.module.split(".")), path.name
+
+
+def test_default_chunk_size():
+    from era_llm.ops import default_chunk_size
+
+    assert default_chunk_size(32_000) == (1 << 22) // 32_000
+    assert default_chunk_size(152_064, "cuda") == (1 << 26) // 152_064
+    assert default_chunk_size(10) == 8192  # capped
+    assert default_chunk_size(1 << 30) == 1  # at least one row
+
+
+def test_plan_packs_neighbours_splits_long_spans_and_skips_padding():
+    from era_llm.ops._chunks import Chunk, plan_chunks, response_spans
+
+    mask = torch.zeros(4, 10, dtype=torch.bool)
+    mask[0, 7:10] = True  # left padding
+    mask[1, 0:3] = True  # right padding
+    mask[3, 0:10] = True  # response 2 is empty
+    spans = response_spans(mask)
+    assert spans == [(7, 10), (0, 3), (0, 0), (0, 10)]
+    # flattened rows: responses 0 and 1 are adjacent (no gap) and fit one chunk; 3 is split
+    flat = plan_chunks(spans, 10, flat=True, rows_per_chunk=8, scales=[2.0, 2.0, 1.0, 0.5])
+    assert flat == [Chunk(None, 7, 13, 2.0), Chunk(None, 30, 38, 0.5), Chunk(None, 38, 40, 0.5)]
+    mixed = plan_chunks(spans, 10, flat=True, rows_per_chunk=8, scales=[2.0, 1.0, 1.0, 0.5])
+    assert mixed[0] == Chunk(None, 7, 13, None)  # two scales: the per-row column is used
+    per_response = plan_chunks(spans, 10, flat=False, rows_per_chunk=4, scales=None)
+    assert per_response == [
+        Chunk(0, 7, 10, 1.0),
+        Chunk(1, 0, 3, 1.0),
+        Chunk(3, 0, 4, 1.0),
+        Chunk(3, 4, 8, 1.0),
+        Chunk(3, 8, 10, 1.0),
+    ]
+    assert [c.tokens(10) for c in per_response[3:]] == [slice(34, 38), slice(38, 40)]
+
+
+def test_scale_mode_shortcuts():
+    from era_llm.ops._kernels import ScaleMode, scale_mode
+
+    assert scale_mode(1.0, entropy=False) is ScaleMode.PLAIN
+    assert scale_mode(2.0, entropy=True) is ScaleMode.SQUARE
+    assert scale_mode(0.5, entropy=True) is ScaleMode.SQRT
+    # without the entropy there is no exp(x - m) to reuse: one exp of the scaled rows
+    assert scale_mode(2.0, entropy=False) is ScaleMode.EXP
+    assert scale_mode(0.7, entropy=True) is ScaleMode.EXP
+    assert scale_mode(torch.full((3, 1), 2.0), entropy=True) is ScaleMode.EXP
+
+
+@pytest.mark.parametrize("mode_scale", [1.0, 2.0, 0.5, 0.7, "column"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernels_same_with_and_without_workspace(mode_scale, dtype):
+    """One kernel body, two ways: into workspace buffers (eager) or into new tensors (the way
+    torch.compile traces it); both give the same bits."""
+    from era_llm.ops._kernels import (
+        Workspace,
+        scale_mode,
+        softmax_backward,
+        softmax_forward,
+        topk_backward,
+        topk_forward,
+    )
+
+    gen = torch.Generator().manual_seed(11)
+    raw = (3 * torch.randn(6, 29, generator=gen)).to(dtype)
+    before = raw.clone()
+    labels = torch.randint(0, 29, (6,), generator=gen)
+    scale = torch.rand(6, 1, generator=gen) + 0.5 if mode_scale == "column" else mode_scale
+    g = torch.randn(6, generator=gen)
+    flags = {"entropy": True, "scaled_entropy": True}
+    mode = scale_mode(scale, entropy=True)
+    for inv_t in (1.0, 1 / 0.7):
+        results = []
+        for ws in (Workspace(8, 29, raw.device), None):
+            fwd = softmax_forward(raw, labels, scale, inv_t, mode=mode, workspace=ws, **flags)
+            bwd = softmax_backward(raw, labels, scale, fwd.log_partition, g, inv_t, ws).clone()
+            top = topk_forward(raw, labels, scale, inv_t, topk=4, workspace=ws, **flags)
+            top_bwd = topk_backward(
+                raw, labels, scale, top.log_partition, top.top_indices, g, inv_t, ws
+            ).clone()
+            results.append([*fwd[:4], bwd, *top[:4], top_bwd])
+        for a, b in zip(*results, strict=True):
+            assert torch.equal(a, b)
+        assert torch.equal(raw, before)  # input rows are only read
+
+
+@pytest.mark.parametrize("topk", [None, 3])
+@pytest.mark.parametrize("temperature", [1.0, 0.8])
+def test_float32_inputs_are_not_modified(topk, temperature):
+    gen = torch.Generator().manual_seed(12)
+    full = torch.randn(3, 8, 20, generator=gen)
+    labels = torch.randint(0, 20, (3, 7), generator=gen)
+    for logits in (full[:, :-1], full[:, 1:].contiguous()):
+        leaf = logits.detach().clone().requires_grad_(True)
+        kept = leaf.detach().clone()
+        out = token_logprobs(
+            leaf, labels, scale=torch.tensor([2.0, 1.0, 0.5]), topk=topk, temperature=temperature
+        )
+        out.logprobs.sum().backward()
+        assert torch.equal(leaf.detach(), kept)
+    hidden = torch.randn(3, 7, 5, generator=gen, requires_grad=True)
+    weight = torch.randn(20, 5, generator=gen, requires_grad=True)
+    kept = hidden.detach().clone(), weight.detach().clone()
+    out = token_logprobs_from_hidden(hidden, weight, labels, topk=topk, temperature=temperature)
+    out.logprobs.sum().backward()
+    assert torch.equal(hidden.detach(), kept[0]) and torch.equal(weight.detach(), kept[1])
+
+
+def test_compile_must_be_a_bool():
+    with pytest.raises(ValueError, match="compile must be a bool, got 1"):
+        token_logprobs(torch.randn(1, 2, 5), torch.zeros(1, 2, dtype=torch.long), compile=1)
+
+
+def test_everything_masked_out_gives_zeros():
+    logits = torch.randn(2, 3, 7, requires_grad=True)
+    labels = torch.full((2, 3), -100)
+    mask = torch.zeros(2, 3, dtype=torch.bool)
+    for topk in (None, 2):
+        out = token_logprobs(logits, labels, mask=mask, topk=topk, return_scaled_entropy=True)
+        for t in (out.logprobs, out.entropy, out.scaled_entropy):
+            assert torch.equal(t, torch.zeros(2, 3))
+        (grad,) = torch.autograd.grad(out.logprobs.sum(), logits)
+        assert torch.equal(grad, torch.zeros_like(logits))

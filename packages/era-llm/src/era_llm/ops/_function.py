@@ -1,0 +1,137 @@
+"""The one ``autograd.Function``: per-token log-probs over a row source, chunk by chunk.
+
+Forward runs each chunk's kernel and keeps only the per-token log-partition (and, with top-k,
+the ids of the k largest logits); backward recomputes each chunk's logits from the source and
+its softmax from the saved log-partition, and hands the chunk's logit gradient back to the
+source. The entropies are outputs without gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from era_llm.ops._chunks import Chunk, ChunkPlan
+from era_llm.ops._kernels import ChunkStats
+from era_llm.ops._sources import RowSource
+from era_llm.ops._strategy import ChunkKernels
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything about one call that is not a tensor."""
+
+    source: Callable[..., RowSource]  # a RowSource class, built from the differentiable inputs
+    plan: ChunkPlan
+    kernels: ChunkKernels
+    topk: int | None
+    inv_temperature: float
+    entropy: bool
+    scaled_entropy: bool
+
+
+def _chunk_scale(chunk: Chunk, scale_rows: torch.Tensor | None, tokens: slice):
+    """The chunk's one scale (a float), or its rows' ``[n, 1]`` scale column."""
+    if chunk.scale is not None:
+        return chunk.scale
+    return scale_rows[tokens]
+
+
+class _TokenOutputs:
+    """The flattened ``[B*T]`` outputs that the chunks' :class:`ChunkStats` are written into."""
+
+    def __init__(self, tokens: int, request: Request, device: torch.device):
+        def zeros(wanted: bool = True) -> torch.Tensor | None:
+            return torch.zeros(tokens, dtype=torch.float32, device=device) if wanted else None
+
+        self.logprobs, self.log_partition = zeros(), zeros()
+        self.entropy, self.scaled_entropy = zeros(request.entropy), zeros(request.scaled_entropy)
+        self.top_indices = None
+        if request.topk is not None:
+            self.top_indices = torch.zeros(tokens, request.topk, dtype=torch.int64, device=device)
+
+    def write(self, tokens: slice, stats: ChunkStats) -> None:
+        self.logprobs[tokens] = stats.logprobs
+        self.log_partition[tokens] = stats.log_partition
+        for out, value in (
+            (self.entropy, stats.entropy),
+            (self.scaled_entropy, stats.scaled_entropy),
+            (self.top_indices, stats.top_indices),
+        ):
+            if out is not None:
+                out[tokens] = value
+
+
+class ChunkedLogprobs(torch.autograd.Function):
+    """``apply(request, labels, mask, scale_rows, *inputs)`` -> ``(logprobs, entropy,
+    scaled_entropy)``, each ``[B, T]`` float32 (the entropies ``None`` unless requested).
+
+    ``labels``: ``[B*T]`` int64 (0 where masked out); ``mask``: ``[B, T]`` bool;
+    ``scale_rows``: ``[B*T, 1]`` float32 per-token scales, or ``None`` when every chunk has one
+    scale; ``inputs``: the differentiable tensors ``request.source`` is built from.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, request: Request, labels, mask, scale_rows, *inputs):
+        batch, seq_len = mask.shape
+        source: RowSource = request.source(*inputs, flat=request.plan.flat)
+        device = labels.device
+        out = _TokenOutputs(batch * seq_len, request, device)
+        workspace = request.kernels.workspace(request.plan.max_rows, source.vocab, device)
+        for chunk in request.plan.chunks:
+            tokens = chunk.tokens(seq_len)
+            stats = request.kernels.forward(
+                source.logits(chunk),
+                labels[tokens],
+                _chunk_scale(chunk, scale_rows, tokens),
+                inv_temperature=request.inv_temperature,
+                topk=request.topk,
+                entropy=request.entropy,
+                scaled_entropy=request.scaled_entropy,
+                workspace=workspace,
+            )
+            out.write(tokens, stats)
+        flat_mask = mask.reshape(-1)
+        ctx.save_for_backward(
+            labels, flat_mask, out.log_partition, scale_rows, out.top_indices, *inputs
+        )
+        ctx.request, ctx.seq_len = request, seq_len
+        outputs = [
+            torch.where(flat_mask, t, 0.0).view(batch, seq_len) if t is not None else None
+            for t in (out.logprobs, out.entropy, out.scaled_entropy)
+        ]
+        ctx.mark_non_differentiable(*[t for t in outputs[1:] if t is not None])
+        return tuple(outputs)
+
+    @staticmethod
+    def backward(ctx: Any, grad_logprobs, _grad_entropy, _grad_scaled_entropy):
+        labels, flat_mask, log_partition, scale_rows, top_indices, *inputs = ctx.saved_tensors
+        request: Request = ctx.request
+        needs_grad = tuple(ctx.needs_input_grad[4:])
+        no_grads = (None,) * 4
+        if grad_logprobs is None or not any(needs_grad):
+            return (*no_grads, *(None,) * len(inputs))
+        seq_len = ctx.seq_len
+        source: RowSource = request.source(*inputs, flat=request.plan.flat)
+        source.start_backward(needs_grad)
+        g = torch.where(flat_mask, grad_logprobs.reshape(-1).float(), 0.0)
+        g = g * request.inv_temperature
+        workspace = request.kernels.workspace(request.plan.max_rows, source.vocab, labels.device)
+        for chunk in request.plan.chunks:
+            tokens = chunk.tokens(seq_len)
+            grad_logits = request.kernels.backward(
+                source.logits(chunk),
+                labels[tokens],
+                _chunk_scale(chunk, scale_rows, tokens),
+                log_partition[tokens],
+                top_indices[tokens] if top_indices is not None else None,
+                g[tokens],
+                inv_temperature=request.inv_temperature,
+                out_dtype=source.grad_dtype,
+                workspace=workspace,
+            )
+            source.add_gradient(chunk, grad_logits)
+        return (*no_grads, *source.gradients())
