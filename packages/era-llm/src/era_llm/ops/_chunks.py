@@ -108,7 +108,8 @@ def _packed_ranges(
     responses do not each cost a chunk; long ones are split."""
     max_gap = max(1, rows_per_chunk // 8)
     ranges: list[tuple[int, int]] = []
-    start = stop = None
+    start: int | None = None
+    stop = 0
     for b, (lo, hi) in enumerate(spans):
         if hi <= lo:
             continue

@@ -37,6 +37,7 @@ def _chunk_scale(chunk: Chunk, scale_rows: torch.Tensor | None, tokens: slice):
     """The chunk's one scale (a float), or its rows' ``[n, 1]`` scale column."""
     if chunk.scale is not None:
         return chunk.scale
+    assert scale_rows is not None, "a chunk without one common scale reads the scale column"
     return scale_rows[tokens]
 
 
@@ -44,11 +45,12 @@ class _TokenOutputs:
     """The flattened ``[B*T]`` outputs that the chunks' :class:`ChunkStats` are written into."""
 
     def __init__(self, tokens: int, request: Request, device: torch.device):
-        def zeros(wanted: bool = True) -> torch.Tensor | None:
-            return torch.zeros(tokens, dtype=torch.float32, device=device) if wanted else None
+        def zeros() -> torch.Tensor:
+            return torch.zeros(tokens, dtype=torch.float32, device=device)
 
         self.logprobs, self.log_partition = zeros(), zeros()
-        self.entropy, self.scaled_entropy = zeros(request.entropy), zeros(request.scaled_entropy)
+        self.entropy = zeros() if request.entropy else None
+        self.scaled_entropy = zeros() if request.scaled_entropy else None
         self.top_indices = None
         if request.topk is not None:
             self.top_indices = torch.zeros(tokens, request.topk, dtype=torch.int64, device=device)
@@ -61,7 +63,7 @@ class _TokenOutputs:
             (self.scaled_entropy, stats.scaled_entropy),
             (self.top_indices, stats.top_indices),
         ):
-            if out is not None:
+            if out is not None and value is not None:
                 out[tokens] = value
 
 
@@ -107,7 +109,14 @@ class ChunkedLogprobs(torch.autograd.Function):
         return tuple(outputs)
 
     @staticmethod
-    def backward(ctx: Any, grad_logprobs, _grad_entropy, _grad_scaled_entropy):
+    # torch's stub declares ``backward(ctx, *grad_outputs)``; one named gradient per output of
+    # ``forward`` is the form torch documents.
+    def backward(  # pyright: ignore[reportIncompatibleMethodOverride]
+        ctx: Any,
+        grad_logprobs: torch.Tensor | None,
+        _grad_entropy: torch.Tensor | None,
+        _grad_scaled_entropy: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, ...]:
         labels, flat_mask, log_partition, scale_rows, top_indices, *inputs = ctx.saved_tensors
         request: Request = ctx.request
         needs_grad = tuple(ctx.needs_input_grad[4:])

@@ -138,9 +138,9 @@ def _scaled_exp(
 ) -> torch.Tensor:
     """``exp(c * (x - m))``, written over ``exp(x - m)`` (which is no longer needed)."""
     out = _buffer(workspace, _EXP, shifted.shape[0])
-    if mode is ScaleMode.SQUARE:
+    if exp_shifted is not None and mode is ScaleMode.SQUARE:
         return torch.mul(exp_shifted, exp_shifted, out=out)
-    if mode is ScaleMode.SQRT:
+    if exp_shifted is not None and mode is ScaleMode.SQRT:
         return torch.sqrt(exp_shifted, out=out)
     return torch.exp(torch.mul(shifted, scale, out=out), out=out)
 
@@ -171,6 +171,7 @@ def softmax_forward(
         want = entropy or (scaled_entropy and mode is ScaleMode.PLAIN)
         exp_shifted, log_z, ent = _softmax_terms(shifted, workspace, entropy=want)
     if mode is ScaleMode.PLAIN:
+        assert log_z is not None, "the unscaled log-partition is computed for ScaleMode.PLAIN"
         lse = row_max[:, 0] + log_z
         return ChunkStats(
             label_logits - lse, lse, ent if entropy else None, ent if scaled_entropy else None, None

@@ -115,5 +115,5 @@ class HiddenRows:
         _, weight, bias = self.inputs
         grad_hidden, grad_weight, grad_bias = self._grads
         grad_weight = grad_weight.to(weight.dtype) if grad_weight is not None else None
-        grad_bias = grad_bias.to(bias.dtype) if grad_bias is not None else None
+        grad_bias = grad_bias.to(bias.dtype) if grad_bias is not None and bias is not None else None
         return grad_hidden, grad_weight, grad_bias
