@@ -214,7 +214,9 @@ def era_scales(
     return ERAResult(scale, new_adv, h, _stats(ent, valid, h, scale, cfg))
 
 
-def _stats(ent, valid, h, scale, cfg) -> dict[str, torch.Tensor]:
+def _stats(
+    ent: torch.Tensor, valid: torch.Tensor, h: torch.Tensor, scale: torch.Tensor, cfg: ERAConfig
+) -> dict[str, torch.Tensor]:
     has = valid.any(1)
     n_resp = has.sum().clamp(min=1)
     top_sum, top_cnt, rest_sum, rest_cnt = entropy_split(ent, valid, cfg.topk_fraction)

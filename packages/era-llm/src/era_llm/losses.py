@@ -33,13 +33,15 @@ responses; GSPO's default).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 __all__ = ["LOSS_DEFAULTS", "LOSS_NAMES", "aggregate", "policy_loss"]
 
 LOSS_NAMES = ("grpo", "gspo", "clip-higher", "kl-cov", "clip-cov", "forking")
 
-LOSS_DEFAULTS: dict[str, dict] = {
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "grpo": {"clip_low": 0.2, "clip_high": 0.2, "clip_ratio_c": None, "agg": "token-mean"},
     "clip-higher": {"clip_low": 0.2, "clip_high": 0.28, "clip_ratio_c": None, "agg": "token-mean"},
     "gspo": {"clip_low": 3e-4, "clip_high": 4e-4, "agg": "seq-mean-token-mean"},
@@ -80,7 +82,13 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, agg: str = "token-mean")
     raise ValueError(f"agg must be one of {AGG_MODES}, got {agg!r}")
 
 
-def _clipped(neg_adv, ratio, clip_low, clip_high, clip_ratio_c):
+def _clipped(
+    neg_adv: torch.Tensor,
+    ratio: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+    clip_ratio_c: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO surrogate per token and where clipping is active (no gradient through ratio)."""
     unclipped = neg_adv * ratio
     clipped = neg_adv * torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
@@ -95,7 +103,14 @@ def _clipped(neg_adv, ratio, clip_low, clip_high, clip_ratio_c):
     return loss, was_clipped
 
 
-def _check(name, logprobs, old_logprobs, advantages, mask, token_entropy):
+def _check(
+    name: str,
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    token_entropy: torch.Tensor | None,
+) -> torch.Tensor:
     if name not in LOSS_NAMES:
         raise ValueError(f"loss name must be one of {LOSS_NAMES}, got {name!r}")
     if logprobs.ndim != 2:
@@ -128,7 +143,7 @@ def policy_loss(
     mask: torch.Tensor,
     *,
     token_entropy: torch.Tensor | None = None,
-    **hyper,
+    **hyper: Any,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One of :data:`LOSS_NAMES`; hyper-parameters default to :data:`LOSS_DEFAULTS` [name].
 
@@ -180,11 +195,20 @@ def policy_loss(
     return loss, dict(zip(names, torch.stack(values).unbind(), strict=True))
 
 
-def _per_token_loss(name, hp, lp, old, log_ratio, adv, valid, token_entropy):
+def _per_token_loss(
+    name: str,
+    hp: dict[str, Any],
+    lp: torch.Tensor,
+    old: torch.Tensor,
+    log_ratio: torch.Tensor,
+    adv: torch.Tensor,
+    valid: torch.Tensor,
+    token_entropy: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(per_token, ratio, was_clipped, selected)`` of loss ``name`` (``selected``: the tokens
     KL-Cov, Clip-Cov or forking singled out, else None)."""
     m = valid.float()
-    selected = None
+    selected: torch.Tensor | None = None
 
     if name == "gspo":
         count = m.sum(1, keepdim=True).clamp(min=1)
@@ -216,6 +240,7 @@ def _per_token_loss(name, hp, lp, old, log_ratio, adv, valid, token_entropy):
             per_token = torch.where(selected, per_token.detach(), per_token)
             was_clipped = was_clipped | selected
         elif name == "forking":
+            assert token_entropy is not None  # _check requires it for this loss
             selected = _forking(token_entropy, valid, hp["forking_fraction"])
             # the other tokens contribute 0 but still count in the mean (as the paper's verl code
             # and TRL's top_entropy_quantile do: the loss is multiplied by the token mask)
@@ -223,7 +248,7 @@ def _per_token_loss(name, hp, lp, old, log_ratio, adv, valid, token_entropy):
     return per_token, ratio, was_clipped, selected
 
 
-def _centred_cov(lp, adv, valid):
+def _centred_cov(lp: torch.Tensor, adv: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     m = valid.float()
     n = m.sum().clamp(min=1)
     lp_d = lp.detach()
@@ -232,7 +257,9 @@ def _centred_cov(lp, adv, valid):
     return (lp_d - mean_lp) * (adv - mean_adv)
 
 
-def _top_cov(lp, adv, valid, ratio):
+def _top_cov(
+    lp: torch.Tensor, adv: torch.Tensor, valid: torch.Tensor, ratio: float
+) -> torch.Tensor:
     """The ``ratio`` share (at least one token when ratio > 0) of valid tokens with the largest
     centred covariance."""
     if not 0 <= ratio <= 1:
@@ -247,7 +274,15 @@ def _top_cov(lp, adv, valid, ratio):
     return sel
 
 
-def _random_cov(lp, adv, valid, ratio, lb, ub, generator):
+def _random_cov(
+    lp: torch.Tensor,
+    adv: torch.Tensor,
+    valid: torch.Tensor,
+    ratio: float,
+    lb: float,
+    ub: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """``ratio * n_valid`` tokens (at least one when ratio > 0) drawn uniformly among the valid
     tokens with centred covariance in ``[lb, ub]``."""
     if not 0 <= ratio <= 1:
@@ -266,7 +301,7 @@ def _random_cov(lp, adv, valid, ratio, lb, ub, generator):
     return sel
 
 
-def _forking(token_entropy, valid, fraction):
+def _forking(token_entropy: torch.Tensor, valid: torch.Tensor, fraction: float) -> torch.Tensor:
     """The ``fraction`` share (at least one) of valid tokens with the highest entropy."""
     if not 0 < fraction <= 1:
         raise ValueError(f"forking_fraction must be in (0, 1], got {fraction}")

@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
+
 
 __all__ = ["ROLLOUT_KINDS", "HFRollout", "Rollout", "VLLMRollout", "make_rollout", "response_mask"]
 
@@ -51,10 +56,23 @@ def response_mask(response_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
     return (eos_before == 0).long()
 
 
+def _special_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
+    """``(pad_token_id, eos_token_id)`` of `tokenizer` (ints; transformers types them loosely)."""
+    return cast(int, tokenizer.pad_token_id), cast(int, tokenizer.eos_token_id)
+
+
+def _generate_ids(model: PreTrainedModel, **kwargs: Any) -> torch.Tensor:
+    """``model.generate(**kwargs)`` of a causal LM (a `GenerationMixin`): the token ids, as
+    ``return_dict_in_generate`` is not set."""
+    # transformers' self-type for generate lists attributes that PreTrainedModel doesn't declare
+    ids = cast("GenerationMixin", model).generate(**kwargs)  # pyright: ignore[reportAttributeAccessIssue]
+    return cast(torch.Tensor, ids)
+
+
 class HFRollout:
     """Sampling with transformers ``generate`` on the policy (temperature 1.0 = unmodified)."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model = model
         self.tokenizer = tokenizer
 
@@ -89,19 +107,21 @@ class HFRollout:
                 "top_p": 1.0,
             }
         )
-        out = self.model.generate(
+        pad_id, eos_id = _special_ids(tok)
+        out = _generate_ids(
+            self.model,
             input_ids=enc["input_ids"].to(device),
             attention_mask=enc["attention_mask"].to(device),
             max_new_tokens=max_new_tokens,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
             **sampling,
         ).cpu()
         self.model.train(was_training)
         prompt_len = enc["input_ids"].shape[1]
         response_ids = out[:, prompt_len:]
-        mask = response_mask(response_ids, tok.eos_token_id)
-        response_ids = torch.where(mask.bool(), response_ids, tok.pad_token_id)
+        mask = response_mask(response_ids, eos_id)
+        response_ids = torch.where(mask.bool(), response_ids, pad_id)
         texts = tok.batch_decode(response_ids, skip_special_tokens=True)
         return Rollout(enc["input_ids"], enc["attention_mask"], response_ids, mask, texts)
 
@@ -113,12 +133,20 @@ class VLLMRollout:
     size 1 so that ``load_weights`` can reach the model runner.
     """
 
-    def __init__(self, model, tokenizer, checkpoint: str | os.PathLike, *, gpu_memory=0.3):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        checkpoint: str | os.PathLike,
+        *,
+        gpu_memory: float = 0.3,
+    ) -> None:
         if not torch.cuda.is_available():
             raise ValueError("VLLMRollout needs a CUDA GPU; use HFRollout on CPU")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
-            import vllm
+            # vLLM is a GPU-only extra, absent from the CPU environments that type-check
+            import vllm  # pyright: ignore[reportMissingImports]
         except ImportError as exc:
             raise ImportError(
                 "VLLMRollout needs vLLM: install era-llm's `vllm` extra "
@@ -148,6 +176,7 @@ class VLLMRollout:
         greedy: bool = False,
     ) -> Rollout:
         tok = self.tokenizer
+        pad_id, eos_id = _special_ids(tok)
         self._sync_weights()
         params = self._vllm.SamplingParams(
             n=1 if greedy else n,
@@ -161,12 +190,12 @@ class VLLMRollout:
         if greedy and n > 1:
             rows = [r for r in rows for _ in range(n)]
         width = max(1, max(len(r) for r in rows))
-        response_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        response_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         for i, r in enumerate(rows):
             response_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask = response_mask(response_ids, tok.eos_token_id)
-        mask &= (response_ids != tok.pad_token_id) | (response_ids == tok.eos_token_id)
-        response_ids = torch.where(mask.bool(), response_ids, tok.pad_token_id)
+        mask = response_mask(response_ids, eos_id)
+        mask &= (response_ids != pad_id) | (response_ids == eos_id)
+        response_ids = torch.where(mask.bool(), response_ids, pad_id)
         tok.padding_side = "left"
         enc = tok(
             [p for p in prompts for _ in range(n)],
@@ -179,7 +208,10 @@ class VLLMRollout:
 
 
 def make_rollout(
-    kind: str, model, tokenizer, checkpoint: str | os.PathLike | None = None
+    kind: str,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    checkpoint: str | os.PathLike | None = None,
 ) -> HFRollout | VLLMRollout:
     """`HFRollout` for ``"hf"``, `VLLMRollout` for ``"vllm"`` (needs the checkpoint directory the
     policy was loaded from; vLLM is imported only here)."""

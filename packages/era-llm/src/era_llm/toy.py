@@ -27,6 +27,10 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast, Qwen3ForCausalLM
 
 import numpy as np
 
@@ -92,7 +96,7 @@ class ArithmeticTask:
         return len(str(_OPS[self.op](top, top)))
 
 
-def char_tokenizer():
+def char_tokenizer() -> PreTrainedTokenizerFast:
     """A character-level `PreTrainedTokenizerFast`: printable ASCII + newline + 3 specials.
 
     Ids: ``<pad>`` 0, ``<eos>`` 1, ``<unk>`` 2, then one id per character. Characters outside
@@ -118,14 +122,14 @@ def char_tokenizer():
 
 
 def tiny_causal_lm(
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     *,
     hidden_size: int = 64,
     num_layers: int = 2,
     num_heads: int = 4,
     max_positions: int = 256,
     seed: int = 0,
-):
+) -> Qwen3ForCausalLM:
     """A randomly initialised `Qwen3ForCausalLM` sized for `tokenizer` (tied embeddings).
 
     Initialisation is seeded by `seed` (the global torch RNG is left as it was).
@@ -135,6 +139,9 @@ def tiny_causal_lm(
 
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}")
+    # special-token ids are ints (transformers types the attributes loosely)
+    pad_id = cast("int | None", tokenizer.pad_token_id)
+    eos_id = cast("int | None", tokenizer.eos_token_id)
     config = Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -145,13 +152,13 @@ def tiny_causal_lm(
         head_dim=hidden_size // num_heads,
         max_position_embeddings=max_positions,
         tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        bos_token_id=eos_id,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen3ForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = pad_id
+    model.generation_config.eos_token_id = eos_id
     return model

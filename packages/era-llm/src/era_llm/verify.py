@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,7 +91,7 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
-def _math_verify():
+def _math_verify() -> types.ModuleType:
     try:
         import math_verify
     except ImportError as exc:  # a dependency of era-llm, so only a broken install gets here

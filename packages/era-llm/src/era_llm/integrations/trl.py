@@ -45,14 +45,19 @@ from __future__ import annotations
 
 import functools
 import types
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from accelerate.utils import is_peft_model
-from trl import GRPOTrainer
+from trl.trainer.grpo_trainer import GRPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
 from era_llm.era import ERAConfig, era_scales, stats_to_floats
 from era_llm.ops import token_logprobs_from_hidden
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 __all__ = ["ERAGRPOTrainer", "add_era_lm_head"]
 
@@ -69,7 +74,9 @@ _MULTIMODAL = (
 )
 
 
-def add_era_lm_head(model, temperature: float = 1.0, compile: bool = False) -> None:
+def add_era_lm_head(
+    model: PreTrainedModel, temperature: float = 1.0, compile: bool = False
+) -> None:
     """Let ``model(..., labels=labels, era_scale=c)`` return ERA log-probs without logits.
 
     Wraps ``model.forward`` (after TRL's own fused-head patch, which stays in place for every
@@ -90,7 +97,13 @@ def add_era_lm_head(model, temperature: float = 1.0, compile: bool = False) -> N
     inner = model.forward
 
     @functools.wraps(type(model).forward)
-    def forward(self, *args, era_scale=None, era_topk=None, **kwargs):
+    def forward(
+        self: PreTrainedModel,
+        *args: Any,
+        era_scale: torch.Tensor | None = None,
+        era_topk: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
         if era_scale is None:
             return inner(*args, **kwargs)
         labels = kwargs.pop("labels")
@@ -101,7 +114,8 @@ def add_era_lm_head(model, temperature: float = 1.0, compile: bool = False) -> N
         kwargs["use_cache"] = False
         hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
         labels = labels[:, 1:]
-        lm_head = self.get_output_embeddings()
+        # a causal LM's output embedding is its lm_head Linear (transformers leaves it untyped)
+        lm_head = cast("torch.nn.Linear", self.get_output_embeddings())
         hidden = hidden.to(lm_head.weight.device)
         labels = labels.to(lm_head.weight.device)
         mask = labels != -100
@@ -130,21 +144,35 @@ class ERAGRPOTrainer(GRPOTrainer):
     (fused ``torch.compile`` kernels for the ERA log-probs; off by default)."""
 
     def __init__(
-        self, *args, era_config: ERAConfig | None = None, era_compile: bool = False, **kwargs
-    ):
+        self,
+        *args: Any,
+        era_config: ERAConfig | None = None,
+        era_compile: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.era_config = ERAConfig() if era_config is None else era_config
         if not isinstance(self.era_config, ERAConfig):
             raise TypeError(f"era_config must be an ERAConfig, got {type(self.era_config)}")
         super().__init__(*args, **kwargs)
-        base = self.model.get_base_model() if is_peft_model(self.model) else self.model
-        add_era_lm_head(base, temperature=self.temperature, compile=bool(era_compile))
+        model = self.model
+        assert model is not None  # GRPOTrainer.__init__ always builds or receives one
+        base = cast("PeftModel", model).get_base_model() if is_peft_model(model) else model
+        add_era_lm_head(
+            cast("PreTrainedModel", base), temperature=self.temperature, compile=bool(era_compile)
+        )
         self._era_scale: torch.Tensor | None = None
 
     # -- scoring --------------------------------------------------------------------------
 
     def _get_per_token_logps_and_entropies(
-        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, **kwargs
-    ):
+        self,
+        model: torch.nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         if self._era_scale is None:
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size, **kwargs
@@ -174,20 +202,27 @@ class ERAGRPOTrainer(GRPOTrainer):
         return torch.cat(logps), torch.cat(entropies), None
 
     @torch.no_grad()
-    def _era_pass(self, ids, am, keep, scale):
+    def _era_pass(
+        self, ids: torch.Tensor, am: torch.Tensor, keep: int, scale: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         self._era_scale = scale
+        assert self.model is not None  # set by GRPOTrainer.__init__
         try:
             logps, ent, _ = self._get_per_token_logps_and_entropies(
                 self.model, ids, am, keep, batch_size=self.args.per_device_train_batch_size
             )
         finally:
             self._era_scale = None
+        assert ent is not None  # the ERA branch above always returns entropies
         return logps, ent
 
-    def _generate_and_score_completions(self, inputs):
+    def _generate_and_score_completions(
+        self, inputs: list[dict[str, torch.Tensor | Any]]
+    ) -> dict[str, torch.Tensor | Any]:
         output = super()._generate_and_score_completions(inputs)
         if any(output.get(name) is not None for name in _MULTIMODAL):
             raise NotImplementedError("ERAGRPOTrainer supports text-only models")
+        assert self.model is not None  # set by GRPOTrainer.__init__
         mode = "train" if self.model.training else "eval"
         ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
         am = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
@@ -210,7 +245,9 @@ class ERAGRPOTrainer(GRPOTrainer):
             self._metrics[mode][f"era/{name}"].append(value)
         return output
 
-    def _compute_loss(self, model, inputs):
+    def _compute_loss(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor | Any]
+    ) -> torch.Tensor:
         self._era_scale = inputs["era_scale"]
         try:
             return super()._compute_loss(model, inputs)

@@ -38,6 +38,7 @@ Limits: verl computes the log-probs itself, so the top-k filter of the paper's f
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +98,7 @@ class ERAPolicyLossConfig(PolicyLossConfig):
     era_adv_scale: bool = _PAPER.adv_scale
     forking_fraction: float = 0.2
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()
@@ -107,7 +108,7 @@ class ERAPolicyLossConfig(PolicyLossConfig):
             raise ValueError(f"forking_fraction must be in (0, 1], got {self.forking_fraction}")
 
 
-def _get(cfg: Any, key: str, default):
+def _get(cfg: Any, key: str, default: Any) -> Any:
     if cfg is None:
         return default
     if hasattr(cfg, "get"):
@@ -177,17 +178,19 @@ def apply_forking(
 # policy losses
 
 
-def _delegate(name: str, base: str):
+def _delegate(name: str, base: str) -> Callable[..., tuple[torch.Tensor, dict[str, Any]]]:
     def loss_fn(
         old_log_prob: torch.Tensor,
         log_prob: torch.Tensor,
         advantages: torch.Tensor,
         response_mask: torch.Tensor,
         loss_agg_mode: str = "token-mean",
-        config=None,
+        config: Any = None,  # verl's policy-loss config (a dataclass or a DictConfig)
         rollout_is_weights: torch.Tensor | None = None,
-    ):
-        return get_policy_loss_fn(base)(
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        # verl types its registry entries as positional-only callables; its losses take keywords
+        base_loss: Callable[..., tuple[torch.Tensor, dict[str, Any]]] = get_policy_loss_fn(base)
+        return base_loss(
             old_log_prob=old_log_prob,
             log_prob=log_prob,
             advantages=advantages,
@@ -225,18 +228,21 @@ def setup() -> None:
 # ---------------------------------------------------------------------------------------------
 # the V1 trainer (imported lazily: it pulls Ray and TransferQueue)
 
-_TRAINER = None
+_TRAINER: type | None = None
 
 
-def _register_trainer():
+def _register_trainer() -> type:
     global _TRAINER
     if _TRAINER is None:
         _TRAINER = _build_trainer()
     return _TRAINER
 
 
-def _build_trainer():  # one closure: verl's trainer classes are imported only when it is built
-    import transfer_queue as tq
+def _build_trainer() -> (
+    type
+):  # one closure: verl's trainer classes are imported only when it is built
+    # TransferQueue is installed by verl's core extra (the llm-verl session), not from uv.lock
+    import transfer_queue as tq  # pyright: ignore[reportMissingImports]
     from tensordict import TensorDict
     from verl.trainer.ppo.v1.trainer_base import register_trainer
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
@@ -246,10 +252,11 @@ def _build_trainer():  # one closure: verl's trainer classes are imported only w
     class ERAPPOTrainerSync(PPOTrainerSync):
         """verl's synchronous V1 trainer with ERA / forking tokens applied after the advantages."""
 
-        def _policy_loss_cfg(self):
+        def _policy_loss_cfg(self) -> Any:
             return self.config.actor_rollout_ref.actor.policy_loss
 
-        def _compute_advantage(self, batch, metrics):
+        # batches are TransferQueue's KVBatchMeta (typed Any: that package is optional)
+        def _compute_advantage(self, batch: Any, metrics: dict[str, Any]) -> Any:
             batch = super()._compute_advantage(batch, metrics)
             mode = self._policy_loss_cfg().get("loss_mode", "vanilla")
             if mode not in ERA_LOSS_MODES and mode != FORKING:
@@ -284,7 +291,7 @@ def _build_trainer():  # one closure: verl's trainer classes are imported only w
                 batch = self._recompute_old_log_prob(batch)
             return batch
 
-        def _recompute_old_log_prob(self, batch):
+        def _recompute_old_log_prob(self, batch: Any) -> Any:
             """Old log-probs under the per-response temperature stored with the batch."""
             batch.extra_info.update({"calculate_entropy": False, "compute_loss": False})
             batch.extra_info.pop("temperature", None)  # the per-sample field is used instead
@@ -301,7 +308,7 @@ def _build_trainer():  # one closure: verl's trainer classes are imported only w
                 fields=TensorDict({"old_log_probs": old}, batch_size=len(batch)),
             )
 
-        def _update_actor(self, batch, metrics):
+        def _update_actor(self, batch: Any, metrics: dict[str, Any]) -> Any:
             mode = self._policy_loss_cfg().get("loss_mode", "vanilla")
             if mode not in ERA_LOSS_MODES:
                 return super()._update_actor(batch, metrics)
@@ -310,7 +317,7 @@ def _build_trainer():  # one closure: verl's trainer classes are imported only w
             wg = self.actor_rollout_wg
             original = wg.update_actor
 
-            def update_actor(b, *args, **kwargs):
+            def update_actor(b: Any, *args: Any, **kwargs: Any) -> Any:
                 b.extra_info.pop("temperature", None)
                 return original(b, *args, **kwargs)
 
