@@ -4,14 +4,15 @@ the argument checks they share."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from era_llm.ops._chunks import default_chunk_size, make_plan
 from era_llm.ops._function import ChunkedLogprobs, Request
-from era_llm.ops._sources import HiddenRows, LogitRows
+from era_llm.ops._sources import HiddenRows, LogitRows, RowSource
 from era_llm.ops._strategy import ChunkKernels
 
 
@@ -42,7 +43,13 @@ class _Checked(NamedTuple):
     chunk_size: int
 
 
-def _check_labels_and_mask(labels, mask, shape: tuple[int, int], vocab: int, device):
+def _check_labels_and_mask(
+    labels: torch.Tensor,
+    mask: torch.Tensor | None,
+    shape: tuple[int, int],
+    vocab: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
     if labels.shape != shape:
         raise ValueError(f"labels must have shape {shape}, got {tuple(labels.shape)}")
     if labels.dtype not in (torch.int64, torch.int32):
@@ -62,7 +69,9 @@ def _check_labels_and_mask(labels, mask, shape: tuple[int, int], vocab: int, dev
     return torch.where(mask, labels, 0), mask
 
 
-def _check_scale(scale, batch: int, device) -> torch.Tensor | None:
+def _check_scale(
+    scale: float | torch.Tensor | None, batch: int, device: torch.device
+) -> torch.Tensor | None:
     """``[B]`` float32 scales (validated), or ``None`` for ``scale=None``."""
     if scale is None:
         return None
@@ -78,7 +87,16 @@ def _check_scale(scale, batch: int, device) -> torch.Tensor | None:
     return torch.full((batch,), float(scale), dtype=torch.float32, device=device)
 
 
-def _check(shape, labels, scale, topk, mask, chunk_size, device, vocab: int) -> _Checked:
+def _check(
+    shape: tuple[int, int],
+    labels: torch.Tensor,
+    scale: float | torch.Tensor | None,
+    topk: int | None,
+    mask: torch.Tensor | None,
+    chunk_size: int | None,
+    device: torch.device,
+    vocab: int,
+) -> _Checked:
     batch, seq_len = shape
     labels, mask = _check_labels_and_mask(labels, mask, (batch, seq_len), vocab, device)
     if topk is not None:
@@ -100,20 +118,26 @@ def _check(shape, labels, scale, topk, mask, chunk_size, device, vocab: int) -> 
     return _Checked(labels.reshape(-1), mask, scales, scale_rows, chunk_size)
 
 
-def _inv_temperature(temperature) -> float:
+def _inv_temperature(temperature: float) -> float:
     t = float(temperature)
     if not (math.isfinite(t) and t > 0):
         raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
     return 1.0 / t
 
 
-def _kernels(compile) -> ChunkKernels:
+def _kernels(compile: bool) -> ChunkKernels:
     if not isinstance(compile, bool):
         raise ValueError(f"compile must be a bool, got {compile!r}")
     return ChunkKernels(compiled=compile)
 
 
-def _run(source, rows: torch.Tensor, checked: _Checked, *inputs, **request) -> TokenStats:
+def _run(
+    source: Callable[..., RowSource],
+    rows: torch.Tensor,
+    checked: _Checked,
+    *inputs: torch.Tensor | None,
+    **request: Any,
+) -> TokenStats:
     """Plan the chunks over ``rows`` (the ``[B, T, X]`` input read row by row) and apply."""
     plan = make_plan(rows, checked.mask, checked.scales, checked.chunk_size)
     req = Request(source=source, plan=plan, **request)

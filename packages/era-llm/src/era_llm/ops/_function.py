@@ -33,7 +33,9 @@ class Request:
     scaled_entropy: bool
 
 
-def _chunk_scale(chunk: Chunk, scale_rows: torch.Tensor | None, tokens: slice):
+def _chunk_scale(
+    chunk: Chunk, scale_rows: torch.Tensor | None, tokens: slice
+) -> float | torch.Tensor:
     """The chunk's one scale (a float), or its rows' ``[n, 1]`` scale column."""
     if chunk.scale is not None:
         return chunk.scale
@@ -77,7 +79,14 @@ class ChunkedLogprobs(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, request: Request, labels, mask, scale_rows, *inputs):
+    def forward(
+        ctx: Any,
+        request: Request,
+        labels: torch.Tensor,
+        mask: torch.Tensor,
+        scale_rows: torch.Tensor | None,
+        *inputs: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, ...]:
         batch, seq_len = mask.shape
         source: RowSource = request.source(*inputs, flat=request.plan.flat)
         device = labels.device

@@ -9,7 +9,7 @@ never exist. In backward the autograd Function hands each chunk's logit gradient
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import torch
 
@@ -17,9 +17,18 @@ from era_llm.ops._chunks import Chunk, RowBlocks
 
 
 class RowSource(Protocol):
-    inputs: tuple[torch.Tensor | None, ...]  # the differentiable inputs, in ``apply`` order
-    vocab: int
-    grad_dtype: torch.dtype  # the dtype a compiled backward kernel writes the logit gradient in
+    @property
+    def inputs(self) -> tuple[torch.Tensor | None, ...]:
+        """The differentiable inputs, in ``apply`` order."""
+        ...
+
+    @property
+    def vocab(self) -> int: ...
+
+    @property
+    def grad_dtype(self) -> torch.dtype:
+        """The dtype a compiled backward kernel writes the logit gradient in."""
+        ...
 
     def logits(self, chunk: Chunk) -> torch.Tensor: ...
 
@@ -66,8 +75,6 @@ class HiddenRows:
     float32 and are cast to their parameters' dtype at the end.
     """
 
-    grad_dtype: ClassVar[torch.dtype] = torch.float32
-
     def __init__(
         self,
         hidden: torch.Tensor,
@@ -78,6 +85,7 @@ class HiddenRows:
     ):
         self.inputs = (hidden, weight, bias)
         self.vocab = weight.shape[0]
+        self.grad_dtype = torch.float32  # the logit gradient feeds float32 accumulators
         self._flat = flat
         self._rows = RowBlocks(hidden, flat=flat)
         self._grads: list[torch.Tensor | None] = [None, None, None]
