@@ -176,3 +176,25 @@ def _snapshot(parser: argparse.ArgumentParser) -> list[tuple]:
 @pytest.mark.parametrize(("build", "expected"), [(train_parser, TRAIN), (eval_parser, EVAL)])
 def test_the_flags_are_those_of_the_hand_written_parsers(build, expected):
     assert _snapshot(build()) == expected
+
+
+@pytest.mark.parametrize("build", [train_parser, eval_parser])
+def test_help_shows_each_default_once(build):
+    parser = build()
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        text = formatter._expand_help(action)
+        shown = text.count("default:") + text.count("(default ")
+        assert shown == (0 if action.required else 1), (action.option_strings, text)
+        assert "{{" not in text and "}}" not in text, (action.option_strings, text)
+
+
+def test_the_default_prompt_template_is_unchanged():
+    from era_llm_app.evaluate import DEFAULT_TEMPLATE, EvalConfig
+
+    assert DEFAULT_TEMPLATE == (
+        "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    )
+    assert EvalConfig(model="m", data=[]).prompt_template == DEFAULT_TEMPLATE
