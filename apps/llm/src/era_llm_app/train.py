@@ -26,7 +26,10 @@ command line in `era_llm_app.cli`; this module is the run itself: `train` = `sta
 Outputs in ``OUT/``: ``config.json``, ``metrics.csv``/``metrics.jsonl``/``tb/`` (one row per
 step), ``checkpoint.pt`` (model, optimiser, RNG: exact resume with `--resume`), and at the end
 ``model/`` (save_pretrained: `era-llm-eval --model OUT/model`), ``entropy.png``,
-``reward.png``, ``summary.json`` and ``DONE``.
+``reward.png``, ``summary.json`` and ``DONE``. The directory's lifecycle is `era_core.runs`'
+(`open_run`): a new run needs a missing or empty ``OUT``, ``--resume`` refuses a configuration
+that differs from ``config.json`` (but `TrainConfig.RESUMABLE`), the checkpoint is replaced
+atomically and `finish_run` writes ``summary.json``, then ``DONE``.
 """
 
 from __future__ import annotations
