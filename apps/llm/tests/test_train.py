@@ -247,3 +247,40 @@ def test_training_on_a_data_file(tmp_path, verifier):
     if verifier == "math":  # the tiny model never writes \boxed{}: no reward, no update
         assert all(r["reward_mean"] == 0.0 and r["groups_kept_frac"] == 0.0 for r in metrics)
     assert (out / "DONE").exists()
+
+
+def test_run_directory_lifecycle_without_training(tmp_path):
+    """`open_run` / checkpoints on `era_core.runs`, with no model trained."""
+    import dataclasses
+    import random
+
+    import numpy as np
+    from era_llm_app.config import TrainConfig
+    from era_llm_app.train import load_checkpoint_state, open_run, save_checkpoint
+
+    from era_core.runs import RunError
+
+    cfg = TrainConfig(out=str(tmp_path / "run"))
+    run_dir = open_run(cfg)
+    assert not run_dir.resumed and (run_dir.path / "config.json").is_file()
+    with pytest.raises(RunError, match="already holds a run"):
+        open_run(cfg)
+    with pytest.raises(RunError, match="without a checkpoint"):
+        open_run(dataclasses.replace(cfg, resume=True))
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    rng = np.random.default_rng(0)
+    save_checkpoint(run_dir, 5, model, optimizer, rng, 0.25)
+    draws = (rng.random(), torch.rand(1), random.random())
+    with pytest.raises(
+        RunError, match=r"--lr cannot change on --resume \(stored 0.0003, given 0.5\)"
+    ):
+        open_run(dataclasses.replace(cfg, resume=True, lr=0.5))
+    resumed = open_run(dataclasses.replace(cfg, resume=True, steps=400))
+    assert resumed.resumed and resumed.config["steps"] == 200  # stored as written at the start
+    assert load_checkpoint_state(resumed, model, optimizer, rng) == (5, 0.25)
+    assert (rng.random(), torch.rand(1), random.random()) == draws
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(RunError, match="not empty"):
+        open_run(dataclasses.replace(cfg, out=str(tmp_path / "other")))

@@ -91,3 +91,23 @@ def test_exclude_groups_and_errors():
 
     with pytest.raises(TypeError, match="field 'table': no command-line form"):
         add_dataclass_arguments(argparse.ArgumentParser(), Bad)
+
+
+def test_a_field_without_default_is_a_required_option():
+    @dataclass
+    class Eval:
+        model: str = field(metadata=option("checkpoint"))
+        data: list[str] = field(metadata=option("data sets"))
+        k: int = 4
+
+    for explicit_only in (False, True):
+        parser = argparse.ArgumentParser()
+        actions = add_dataclass_arguments(parser, Eval, explicit_only=explicit_only)
+        assert actions["model"].required and actions["data"].required
+        assert not actions["k"].required
+        assert actions["model"].help == "checkpoint"  # no default to show
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--data", "a.jsonl"])
+        args = parser.parse_args(["--model", "m", "--data", "a.jsonl", "b.jsonl"])
+        assert dataclass_from_args(Eval, args) == Eval("m", ["a.jsonl", "b.jsonl"])
+    assert add_dataclass_arguments(argparse.ArgumentParser(), Eval)["model"].default is None

@@ -12,7 +12,7 @@ import sys
 
 from era_llm_app import evaluate
 from era_llm_app.compare import run_comparison
-from era_llm_app.config import build_parser, config_from_args
+from era_llm_app.config import build_parser, compare_options, config_from_args
 from era_llm_app.train import train
 
 __all__ = ["eval_main", "main"]
@@ -23,9 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
+    comparison = compare_options(args)
     try:
-        if args.compare:
-            run_comparison(cfg, args.seeds)
+        if comparison.compare:
+            run_comparison(cfg, comparison.seeds)
         else:
             train(cfg)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from era_core.runlog import atomic_write_text, read_jsonl
+from era_core.runs import run_status
 from era_llm_app.config import TrainConfig, validate
 from era_llm_app.plots import plot_comparison
 from era_llm_app.train import CHECKPOINT, summarize_run, train
@@ -112,9 +113,10 @@ def run_comparison(base: TrainConfig, seeds: list[int], methods: tuple[str, ...]
     wall: dict[str, float] = {}
     for i, cfg in enumerate(configs, 1):
         run_dir = Path(cfg.out)
-        if (run_dir / "DONE").exists():
+        status = run_status(run_dir, checkpoint=CHECKPOINT)
+        if status == "done":
             continue
-        if (run_dir / "config.json").exists() and not (run_dir / CHECKPOINT).exists():
+        if status == "started":
             shutil.rmtree(run_dir)  # stopped during its warm-up: nothing to resume
         print(f"[{i}/{len(configs)}] {cfg.extra['method']} seed {cfg.seed} -> {run_dir}")
         t0 = time.perf_counter()

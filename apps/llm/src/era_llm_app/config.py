@@ -1,10 +1,11 @@
 """`era-llm-train`'s configuration: the `TrainConfig` dataclass, its CLI and its validation.
 
-Every hyper-parameter is a field of `TrainConfig`; `build_parser` maps the flags 1:1 onto the
-fields (``--era-low`` -> ``era_low``). ERA's defaults are `ERAConfig`'s (the paper's band and
-factor), the ``--loss`` choices are `era_llm.losses.LOSS_NAMES` and the ``--rollout`` choices
-`era_llm.rollout.ROLLOUT_KINDS`. `validate` fails on bad input before any model is built or any
-file is written.
+Every hyper-parameter is a field of `TrainConfig`, and each field's metadata
+(`era_core.cli.option`) says its flag, help and choices; `build_parser` generates the parser
+from it (``--era-low`` -> ``era_low``), plus the comparison's flags (`CompareOptions`). ERA's
+defaults are `ERAConfig`'s (the paper's band and factor), the ``--loss`` choices are
+`era_llm.losses.LOSS_NAMES` and the ``--rollout`` choices `era_llm.rollout.ROLLOUT_KINDS`.
+`validate` fails on bad input before any model is built or any file is written.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from era_core.cli import add_dataclass_arguments, dataclass_from_args, option
 from era_llm.era import ERAConfig
 from era_llm.losses import LOSS_NAMES
 from era_llm.rollout import ROLLOUT_KINDS
@@ -27,8 +30,10 @@ __all__ = [
     "ERA_FLAGS",
     "LOSSES",
     "PAPER_ERA",
+    "CompareOptions",
     "TrainConfig",
     "build_parser",
+    "compare_options",
     "config_from_args",
     "era_config",
     "load_jsonl_problems",
@@ -48,59 +53,106 @@ ERA_FLAGS = {
 }
 
 
+def _opt(default: Any, help: str = "", **kwargs: Any) -> Any:
+    """A `TrainConfig` field with its command-line form (`era_core.cli.option`)."""
+    return field(default=default, metadata=option(help, **kwargs))
+
+
 @dataclass
 class TrainConfig:
-    out: str = "runs/llm"
-    steps: int = 200
-    seed: int = 0
+    """Every hyper-parameter of one run; one ``era-llm-train`` flag per field."""
+
+    out: str = _opt("runs/llm", "run directory")
+    steps: int = _opt(200, "GRPO steps")
+    seed: int = _opt(0)
     # policy: a local checkpoint, or the tiny built-in model
-    model: str | None = None
-    hidden_size: int = 64
-    layers: int = 2
-    device: str = "auto"
-    threads: int = 0  # CPU threads; 0 = 1 for the built-in model on CPU, else torch's default
-    rollout: str = "hf"  # hf | vllm
+    model: str | None = _opt(
+        None, "local HF checkpoint dir", default_text="the tiny built-in model"
+    )
+    hidden_size: int = _opt(64, "built-in model width")
+    layers: int = _opt(2, "built-in model depth")
+    device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
+    threads: int = _opt(
+        0, "CPU threads (0: 1 for the tiny model, whose ops are too small to split)"
+    )
+    rollout: str = _opt("hf", "generation backend", choices=ROLLOUT_KINDS)
     # task: synthetic arithmetic, or a JSONL file with `prompt` and `answer` fields
-    task_op: str = "+"
-    min_digits: int = 1
-    max_digits: int = 2
-    data: str | None = None
-    verifier: str = "auto"  # auto | exact | math
-    prompt_template: str = "{prompt}"
-    max_new_tokens: int | None = None
+    task_op: str = _opt("+", "synthetic task operator", choices=("+", "-", "*"))
+    min_digits: int = _opt(1)
+    max_digits: int = _opt(2)
+    data: str | None = _opt(
+        None,
+        "JSONL training prompts with 'prompt' and 'answer' fields",
+        default_text="the synthetic task",
+    )
+    verifier: str = _opt(
+        "auto",
+        "auto: exact for the synthetic task, math (boxed answer, math-verify) for --data",
+        choices=("auto", "exact", "math"),
+    )
+    prompt_template: str = _opt("{prompt}", "format string with {prompt}")
+    max_new_tokens: int | None = _opt(
+        None, "response length limit", default_text="answer length + 1 (task), 1024 (--data)"
+    )
     # supervised warm-up (built-in model only by default)
-    warmup_steps: int | None = None
-    warmup_batch: int = 64
-    warmup_lr: float = 3e-3
+    warmup_steps: int | None = _opt(
+        None,
+        "supervised warm-up steps",
+        default_text="300 for the built-in model, 0 with --model",
+    )
+    warmup_batch: int = _opt(64)
+    warmup_lr: float = _opt(3e-3)
     # GRPO
-    prompts_per_step: int = 16
-    group_size: int = 8
-    lr: float = 3e-4  # Adam's sign-like first steps at 1e-3 wreck the tiny model's warm-up
-    temperature: float = 1.0
-    max_grad_norm: float = 1.0
-    micro_batch: int = 0  # rows per backward pass; 0 = all at once
-    loss: str = "grpo"
+    prompts_per_step: int = _opt(16)
+    group_size: int = _opt(8, "responses per prompt (n)", aliases=("-n",))
+    # Adam's sign-like first steps at 1e-3 wreck the tiny model's warm-up
+    lr: float = _opt(3e-4)
+    temperature: float = _opt(1.0, "rollout temperature")
+    max_grad_norm: float = _opt(1.0)
+    micro_batch: int = _opt(0, "rows per backward; 0 = all")
+    loss: str = _opt("grpo", "policy loss (era_llm.losses)", choices=LOSS_NAMES)
     # ERA (defaults: the paper's, from ERAConfig)
-    era: bool = True
-    era_low: float = PAPER_ERA.low
-    era_high: float = PAPER_ERA.high
-    era_k: float = PAPER_ERA.k
-    era_topk: int = 20  # 0 = full softmax
-    adv_scale: bool = PAPER_ERA.adv_scale
+    era: bool = _opt(True, "adaptive ERA")
+    era_low: float = _opt(PAPER_ERA.low, "band lower bound omega_low (nats)")
+    era_high: float = _opt(PAPER_ERA.high, "band upper bound omega_high (nats)")
+    era_k: float = _opt(PAPER_ERA.k, "logit scale factor k > 1")
+    era_topk: int = _opt(20, "top-k logits in ERA's pass; 0 = all")
+    adv_scale: bool = _opt(PAPER_ERA.adv_scale, "ERA advantage scaling A/c (Eq. 17)")
     # adaptive entropy bonus (off unless a target is given)
-    entropy_bonus_target: float | None = None
-    entropy_bonus_lr: float = 0.05
+    entropy_bonus_target: float | None = _opt(
+        None,
+        "adaptive entropy bonus: steer the top-20% response entropy toward this (nats)",
+        default_text="off",
+    )
+    entropy_bonus_lr: float = _opt(0.05, "step size of the bonus coefficient")
     # evaluation, logging, checkpoints
-    eval_every: int = 10
-    eval_size: int = 128
-    ckpt_every: int = 10
-    tensorboard: bool = True
-    resume: bool = False
-    quick: bool = False
-    extra: dict = field(default_factory=dict)  # free-form tags (the comparison's method name)
+    eval_every: int = _opt(10, "greedy held-out eval every N steps")
+    eval_size: int = _opt(128)
+    ckpt_every: int = _opt(10)
+    tensorboard: bool = _opt(True)
+    resume: bool = _opt(False, "continue OUT from its checkpoint", action="store_true")
+    quick: bool = _opt(False, "smoke-test budget", action="store_true")
+    # free-form tags (the comparison's method name)
+    extra: dict = field(default_factory=dict, metadata=option(cli=False))
 
     # Fields that may change when a run is resumed.
     RESUMABLE = ("steps", "resume", "eval_every", "ckpt_every", "tensorboard", "device", "threads")
+
+
+COMPARISON = "comparison (GRPO vs GRPO+ERA vs adaptive entropy bonus)"
+
+
+@dataclass
+class CompareOptions:
+    """``--compare`` and ``--seeds``: the flags of `era_llm_app.compare` (not run settings)."""
+
+    compare: bool = _opt(
+        False,
+        "run the three methods x --seeds into OUT/<method>/seed<N>/",
+        action="store_true",
+        group=COMPARISON,
+    )
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=option(group=COMPARISON))
 
 
 def quick_preset(cfg: TrainConfig) -> TrainConfig:
@@ -115,105 +167,26 @@ def quick_preset(cfg: TrainConfig) -> TrainConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``era-llm-train`` parser: one flag per `TrainConfig` field, plus the comparison's."""
-    p = argparse.ArgumentParser(
+    """The ``era-llm-train`` parser: one flag per `TrainConfig` field (`era_core.cli`), then
+    the comparison's (`CompareOptions`)."""
+    parser = argparse.ArgumentParser(
         prog="era-llm-train",
         description="GRPO(+ERA) on a tiny built-in model (CPU) or a local checkpoint (GPU).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    defaults = TrainConfig()
-    _add_run_and_task_flags(p.add_argument, defaults)
-    _add_grpo_era_and_logging_flags(p.add_argument, defaults)
-    c = p.add_argument_group("comparison (GRPO vs GRPO+ERA vs adaptive entropy bonus)")
-    c.add_argument(
-        "--compare",
-        action="store_true",
-        help="run the three methods x --seeds into OUT/<method>/seed<N>/",
-    )
-    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    return p
-
-
-def _add_run_and_task_flags(a, d: TrainConfig) -> None:
-    a("--out", default=d.out, help="run directory")
-    a("--steps", type=int, default=d.steps, help="GRPO steps")
-    a("--seed", type=int, default=d.seed)
-    a("--model", default=None, help="local HF checkpoint dir (default: tiny built-in model)")
-    a("--hidden-size", type=int, default=d.hidden_size, help="built-in model width")
-    a("--layers", type=int, default=d.layers, help="built-in model depth")
-    a("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
-    a(
-        "--threads",
-        type=int,
-        default=d.threads,
-        help="CPU threads (0: 1 for the tiny model, whose ops are too small to split)",
-    )
-    a("--rollout", choices=ROLLOUT_KINDS, default=d.rollout, help="generation backend")
-    a("--task-op", choices=("+", "-", "*"), default=d.task_op, help="synthetic task operator")
-    a("--min-digits", type=int, default=d.min_digits)
-    a("--max-digits", type=int, default=d.max_digits)
-    a("--data", default=None, help="JSONL training prompts with 'prompt' and 'answer' fields")
-    a(
-        "--verifier",
-        choices=("auto", "exact", "math"),
-        default=d.verifier,
-        help="auto: exact for the synthetic task, math (boxed answer, math-verify) for --data",
-    )
-    a("--prompt-template", default=d.prompt_template, help="format string with {prompt}")
-    a("--max-new-tokens", type=int, default=None, help="default: answer length + 1 (task), 1024")
-    a(
-        "--warmup-steps",
-        type=int,
-        default=None,
-        help="supervised warm-up steps (default 300 for the built-in model, 0 with --model)",
-    )
-    a("--warmup-batch", type=int, default=d.warmup_batch)
-    a("--warmup-lr", type=float, default=d.warmup_lr)
-
-
-def _add_grpo_era_and_logging_flags(a, d: TrainConfig) -> None:
-    a("--prompts-per-step", type=int, default=d.prompts_per_step)
-    a("--group-size", "-n", type=int, default=d.group_size, help="responses per prompt (n)")
-    a("--lr", type=float, default=d.lr)
-    a("--temperature", type=float, default=d.temperature, help="rollout temperature")
-    a("--max-grad-norm", type=float, default=d.max_grad_norm)
-    a("--micro-batch", type=int, default=d.micro_batch, help="rows per backward; 0 = all")
-    a("--loss", choices=LOSS_NAMES, default=d.loss, help="policy loss (era_llm.losses)")
-    a("--era", action=argparse.BooleanOptionalAction, default=d.era, help="adaptive ERA")
-    a("--era-low", type=float, default=d.era_low, help="band lower bound omega_low (nats)")
-    a("--era-high", type=float, default=d.era_high, help="band upper bound omega_high (nats)")
-    a("--era-k", type=float, default=d.era_k, help="logit scale factor k > 1")
-    a("--era-topk", type=int, default=d.era_topk, help="top-k logits in ERA's pass; 0 = all")
-    a(
-        "--adv-scale",
-        action=argparse.BooleanOptionalAction,
-        default=d.adv_scale,
-        help="ERA advantage scaling A/c (Eq. 17)",
-    )
-    a(
-        "--entropy-bonus-target",
-        type=float,
-        default=None,
-        help="adaptive entropy bonus: steer the top-20%% response entropy toward this (nats)",
-    )
-    a(
-        "--entropy-bonus-lr",
-        type=float,
-        default=d.entropy_bonus_lr,
-        help="step size of the bonus coefficient",
-    )
-    a("--eval-every", type=int, default=d.eval_every, help="greedy held-out eval every N steps")
-    a("--eval-size", type=int, default=d.eval_size)
-    a("--ckpt-every", type=int, default=d.ckpt_every)
-    a("--tensorboard", action=argparse.BooleanOptionalAction, default=d.tensorboard)
-    a("--resume", action="store_true", help="continue OUT from its checkpoint")
-    a("--quick", action="store_true", help="smoke-test budget")
+    add_dataclass_arguments(parser, TrainConfig)
+    add_dataclass_arguments(parser, CompareOptions)
+    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    """The run's `TrainConfig` from parsed flags (`--quick` applied)."""
+    cfg: TrainConfig = dataclass_from_args(TrainConfig, args)
     return quick_preset(cfg) if cfg.quick else cfg
+
+
+def compare_options(args: argparse.Namespace) -> CompareOptions:
+    """``--compare`` / ``--seeds`` from parsed flags."""
+    return dataclass_from_args(CompareOptions, args)
 
 
 def validate(cfg: TrainConfig) -> ERAConfig:

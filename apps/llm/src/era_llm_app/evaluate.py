@@ -29,21 +29,23 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from era_core.cli import add_dataclass_arguments, dataclass_from_args, option
 from era_core.runlog import atomic_write_text
 from era_llm.rollout import ROLLOUT_KINDS, make_rollout
 from era_llm.verify import MissingFieldError, math_eval_item, math_reward
 from era_llm_app.common import load_checkpoint
 
-DEFAULT_TEMPLATE = (
-    "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
-)
+INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# A format string: the question, then the instruction (its braces doubled).
+DEFAULT_TEMPLATE = "{question}\n" + INSTRUCTION.replace("{", "{{").replace("}", "}}")
 SAMPLED_IN_PAPER = ("aime24", "aime25", "amc23")
 RESULT_COLUMNS = ("dataset", "items", "mode", "k", "mean_at_k", "pass_at_k", "seconds")
 
@@ -70,23 +72,43 @@ def score_item(responses: list[str], reference: str) -> tuple[list[float], float
     return grades, c / n, pass_at_k(n, c, n)
 
 
+def _opt(default: Any = MISSING, help: str = "", **kwargs: Any) -> Any:
+    """An `EvalConfig` field with its command-line form (`era_core.cli.option`); without a
+    default, a required flag."""
+    return field(default=default, metadata=option(help, **kwargs))
+
+
 @dataclass
 class EvalConfig:
-    model: str
-    data: list[str]
-    out: str = "runs/eval"
-    mode: str = "greedy"  # greedy | sampled | paper
-    k: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 1024
-    limit: int | None = None
-    batch_size: int = 16
-    prompt_template: str = DEFAULT_TEMPLATE
-    chat_template: str = "auto"  # auto | on | off
-    backend: str = "hf"
-    seed: int = 0
-    threads: int = 0  # CPU threads; 0 = torch's default
+    """One evaluation; one ``era-llm-eval`` flag per field (but ``top_p``)."""
+
+    model: str = _opt(help="local checkpoint directory (save_pretrained)")
+    data: list[str] = field(metadata=option("JSONL set(s), e.g. .../math-eval/math500.jsonl"))
+    out: str = _opt("runs/eval", "results directory")
+    mode: str = _opt(
+        "greedy",
+        "paper: sampled for AIME24/25 and AMC23, greedy for the rest",
+        choices=("greedy", "sampled", "paper"),
+    )
+    k: int = _opt(4, "responses per question when sampling")
+    temperature: float = _opt(1.0, "sampling temperature")
+    top_p: float = _opt(1.0, cli=False)
+    max_new_tokens: int = _opt(1024, "response length limit")
+    limit: int | None = _opt(None, "first N questions of each set", default_text="all")
+    batch_size: int = _opt(16, "questions per generate call")
+    prompt_template: str = _opt(
+        DEFAULT_TEMPLATE,
+        "format string with {question} (write a literal brace twice)",
+        default_text=f"the question, a new line, then '{INSTRUCTION}'",
+    )
+    chat_template: str = _opt(
+        "auto",
+        "wrap the prompt in the tokenizer's chat template (auto: if it has one)",
+        choices=("auto", "on", "off"),
+    )
+    backend: str = _opt("hf", "generation backend", choices=ROLLOUT_KINDS)
+    seed: int = _opt(0)
+    threads: int = _opt(0, "CPU threads (0: torch's default)")
 
 
 def load_items(path: str, limit: int | None) -> list[tuple[str, str]]:
@@ -250,39 +272,19 @@ def validate(cfg: EvalConfig) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = EvalConfig(model="", data=[])
-    p = argparse.ArgumentParser(
+    """The ``era-llm-eval`` parser, generated from `EvalConfig` (`era_core.cli`)."""
+    parser = argparse.ArgumentParser(
         prog="era-llm-eval",
         description="mean@k / pass@k on math sets (math-verify grading), greedy or sampled.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    a = p.add_argument
-    a("--model", required=True, help="local checkpoint directory (save_pretrained)")
-    a("--data", required=True, nargs="+", help="JSONL set(s), e.g. .../math-eval/math500.jsonl")
-    a("--out", default=d.out)
-    a(
-        "--mode",
-        choices=("greedy", "sampled", "paper"),
-        default=d.mode,
-        help="paper: sampled for AIME24/25 and AMC23, greedy for the rest",
-    )
-    a("--k", type=int, default=d.k, help="responses per question when sampling")
-    a("--temperature", type=float, default=d.temperature)
-    a("--max-new-tokens", type=int, default=d.max_new_tokens)
-    a("--limit", type=int, default=None, help="first N questions of each set")
-    a("--batch-size", type=int, default=d.batch_size, help="questions per generate call")
-    a("--prompt-template", default=d.prompt_template, help="format string with {question}")
-    a("--chat-template", choices=("auto", "on", "off"), default=d.chat_template)
-    a("--backend", choices=ROLLOUT_KINDS, default=d.backend)
-    a("--seed", type=int, default=d.seed)
-    a("--threads", type=int, default=d.threads, help="CPU threads (0: torch's default)")
-    return p
+    add_dataclass_arguments(parser, EvalConfig)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    cfg = EvalConfig(**{k: v for k, v in vars(args).items()})
+    cfg: EvalConfig = dataclass_from_args(EvalConfig, args)
     try:
         results = evaluate(cfg)
     except (ValueError, FileNotFoundError, ImportError) as exc:

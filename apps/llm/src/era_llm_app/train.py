@@ -26,14 +26,16 @@ command line in `era_llm_app.cli`; this module is the run itself: `train` = `sta
 Outputs in ``OUT/``: ``config.json``, ``metrics.csv``/``metrics.jsonl``/``tb/`` (one row per
 step), ``checkpoint.pt`` (model, optimiser, RNG: exact resume with `--resume`), and at the end
 ``model/`` (save_pretrained: `era-llm-eval --model OUT/model`), ``entropy.png``,
-``reward.png``, ``summary.json`` and ``DONE``.
+``reward.png``, ``summary.json`` and ``DONE``. The directory's lifecycle is `era_core.runs`'
+(`open_run`): a new run needs a missing or empty ``OUT``, ``--resume`` refuses a configuration
+that differs from ``config.json`` (but `TrainConfig.RESUMABLE`), the checkpoint is replaced
+atomically and `finish_run` writes ``summary.json``, then ``DONE``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import random
 import shutil
@@ -48,7 +50,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from era_core.runlog import MetricsLogger, atomic_write_bytes, atomic_write_text, read_jsonl
+from era_core import runs
+from era_core.runlog import MetricsLogger, read_jsonl
 from era_llm import entropy_bonus
 from era_llm.advantages import ADV_EPS, group_advantages
 from era_llm.entropy_bonus import EntropyBonusState, masked_entropy_mean
@@ -146,33 +149,101 @@ def response_logits(model, rollout, rows, device) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------
-# Checkpoints: model + optimiser + every RNG, written atomically.
+# The run directory and its checkpoints (`era_core.runs`): model + optimiser + every RNG.
 # ------------------------------------------------------------------------------------------
-def save_checkpoint(out: Path, step: int, model, optimizer, rng, entropy_coef: float) -> None:
+def open_run(cfg: TrainConfig) -> runs.Run:
+    """A new run in ``--out`` (missing or empty), or with ``--resume`` the run there, whose
+    stored configuration must equal ``cfg`` but for `TrainConfig.RESUMABLE`."""
+    status = runs.run_status(cfg.out, checkpoint=CHECKPOINT)
+    if cfg.resume and status == "started":
+        raise runs.RunError(f"--out {cfg.out} holds a run without a checkpoint: use a new --out")
+    if cfg.resume and status in ("checkpointed", "done"):
+        run_dir = check_resumable(Path(cfg.out), cfg)
+        (run_dir.path / runs.DONE).unlink(missing_ok=True)  # `finish_run` writes it again
+        return run_dir
+    return runs.new_run(
+        cfg.out, dataclasses.asdict(cfg), checkpoint=CHECKPOINT, resume_flag="--resume --out"
+    )
+
+
+def check_resumable(out: Path, cfg: TrainConfig) -> runs.Run:
+    """The run in ``out``, reopened; `runs.RunError` naming every setting that differs from
+    its ``config.json`` (but those of `TrainConfig.RESUMABLE`)."""
+    return runs.resume_run(
+        out,
+        dataclasses.asdict(cfg),
+        may_change=TrainConfig.RESUMABLE,
+        checkpoint=CHECKPOINT,
+        flag_names={"extra": "the comparison's method (extra)"},
+    )
+
+
+def rng_state(np_rng: np.random.Generator) -> dict[str, Any]:
+    """Every RNG of a run (`era_core.runs.rng_state`): Python's, NumPy's, the prompt stream
+    ``np_rng`` (``generators["numpy_rng"]``) and torch's and CUDA's, as ``torch_rng`` /
+    ``cuda_rng`` (``None`` without a GPU)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return runs.rng_state(
+        generators={"numpy_rng": np_rng}, torch_rng=torch.get_rng_state(), cuda_rng=cuda
+    )
+
+
+def set_rng_state(state: dict[str, Any], np_rng: np.random.Generator) -> None:
+    """Restore what `rng_state` captured (``state`` may hold other keys too)."""
+    if "python_rng" in state:  # the layout with one key per RNG, which has no NumPy global state
+        state = {
+            **state,
+            "python": state["python_rng"],
+            "numpy": np.random.get_state(),  # noqa: NPY002 (not saved in that layout)
+            "generators": {"numpy_rng": state["numpy_rng"]},
+        }
+    framework = runs.set_rng_state(state, generators={"numpy_rng": np_rng})
+    torch.set_rng_state(framework["torch_rng"])
+    if framework.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(framework["cuda_rng"])
+
+
+def _torch_dumps(state: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _torch_loads(data: bytes) -> Any:
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+
+
+def save_checkpoint(
+    run_dir: runs.Run,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    entropy_coef: float,
+) -> None:
+    """``checkpoint.pt`` (atomically): ``step``, ``model``, ``optimizer``, ``entropy_coef`` and
+    the keys of `rng_state`."""
     state = {
         "step": step,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "numpy_rng": rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "python_rng": random.getstate(),
         "entropy_coef": entropy_coef,
+        **rng_state(rng),
     }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(out / CHECKPOINT, buffer.getvalue())
+    run_dir.save_checkpoint(state, serialize=_torch_dumps)
 
 
-def load_checkpoint_state(out: Path, model, optimizer, rng) -> tuple[int, float]:
-    state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
+def load_checkpoint_state(
+    run_dir: runs.Run,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+) -> tuple[int, float]:
+    """Load ``checkpoint.pt`` into ``model``, ``optimizer`` and the RNGs; ``(step, coef)``."""
+    state = run_dir.load_checkpoint(deserialize=_torch_loads)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    rng.bit_generator.state = state["numpy_rng"]
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    random.setstate(state["python_rng"])
+    set_rng_state(state, rng)
     return int(state["step"]), float(state["entropy_coef"])
 
 
@@ -252,7 +323,7 @@ class RunState:
 
     cfg: TrainConfig
     era_cfg: ERAConfig
-    out: Path
+    run_dir: runs.Run
     device: torch.device
     model: torch.nn.Module
     tokenizer: Any
@@ -263,23 +334,14 @@ class RunState:
     rollout: HFRollout | VLLMRollout
     bonus: EntropyBonusState
     start: int
-    resuming: bool
 
+    @property
+    def out(self) -> Path:
+        return self.run_dir.path
 
-def open_run_dir(cfg: TrainConfig) -> tuple[Path, bool]:
-    """``(out, resuming)``: refuse an existing run unless resuming it, then write config.json."""
-    out = Path(cfg.out)
-    resuming = cfg.resume and (out / CHECKPOINT).is_file()
-    if (out / "config.json").exists() and not resuming:
-        if cfg.resume:
-            raise FileExistsError(f"--out {out} holds a run without a checkpoint: use a new --out")
-        raise FileExistsError(f"--out {out} already holds a run: pass --resume or a new --out")
-    if resuming:
-        check_resumable(out, cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "DONE").unlink(missing_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
-    return out, resuming
+    @property
+    def resuming(self) -> bool:
+        return self.run_dir.resumed
 
 
 def build_policy(cfg: TrainConfig, device: torch.device):
@@ -297,7 +359,7 @@ def build_policy(cfg: TrainConfig, device: torch.device):
 def start_run(cfg: TrainConfig) -> RunState:
     """Validate, open the run directory, seed, build the policy; resume or warm up."""
     era_cfg = validate(cfg)
-    out, resuming = open_run_dir(cfg)
+    run_dir = open_run(cfg)
     # Seeding: one block. numpy draws the prompts, torch samples responses.
     random.seed(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
@@ -315,18 +377,18 @@ def start_run(cfg: TrainConfig) -> RunState:
         else (0 if cfg.model else DEFAULT_WARMUP_STEPS)
     )
     start, bonus = 0, entropy_bonus.init()
-    if resuming:
-        start, coef = load_checkpoint_state(out, model, optimizer, np_rng)
+    if run_dir.resumed:
+        start, coef = load_checkpoint_state(run_dir, model, optimizer, np_rng)
         bonus = EntropyBonusState(coef)
     elif warmup_steps > 0:
         warm_cfg = dataclasses.replace(cfg, warmup_steps=warmup_steps)
-        supervised_warmup(warm_cfg, model, tokenizer, source, np_rng, device, out)
-        save_checkpoint(out, 0, model, optimizer, np_rng, bonus.coef)
+        supervised_warmup(warm_cfg, model, tokenizer, source, np_rng, device, run_dir.path)
+        save_checkpoint(run_dir, 0, model, optimizer, np_rng, bonus.coef)
     rollout = make_rollout(cfg.rollout, model, tokenizer, cfg.model)
     return RunState(
         cfg=cfg,
         era_cfg=era_cfg,
-        out=out,
+        run_dir=run_dir,
         device=device,
         model=model,
         tokenizer=tokenizer,
@@ -337,7 +399,6 @@ def start_run(cfg: TrainConfig) -> RunState:
         rollout=rollout,
         bonus=bonus,
         start=start,
-        resuming=resuming,
     )
 
 
@@ -364,7 +425,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
             c=f"{row['scale_mean']:.2f}",
         )
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save_checkpoint(run.out, step, run.model, run.optimizer, run.np_rng, run.bonus.coef)
+            save_checkpoint(run.run_dir, step, run.model, run.optimizer, run.np_rng, run.bonus.coef)
     logger.close()
     finish_run(run)
     return run.out
@@ -531,9 +592,7 @@ def finish_run(run: RunState) -> None:
     save_model(run.out, run.model, run.tokenizer)
     rows = read_jsonl(run.out / "metrics.jsonl")
     plot_run(run.out, rows, run.cfg.era_low, run.cfg.era_high)
-    summary = summarize_run(rows, run.cfg)
-    atomic_write_text(run.out / "summary.json", json.dumps(summary, indent=2))
-    atomic_write_text(run.out / "DONE", "")
+    run.run_dir.finish(summarize_run(rows, run.cfg))  # summary.json, then DONE
 
 
 def summarize_run(rows: list[dict], cfg: TrainConfig) -> dict:
@@ -560,12 +619,3 @@ def summarize_run(rows: list[dict], cfg: TrainConfig) -> dict:
         "era_high": cfg.era_high,
         "entropy_bonus_target": cfg.entropy_bonus_target,
     }
-
-
-def check_resumable(out: Path, cfg: TrainConfig) -> None:
-    saved = json.loads((out / "config.json").read_text())
-    now = dataclasses.asdict(cfg)
-    diff = [k for k in now if k not in TrainConfig.RESUMABLE and saved.get(k) != now[k]]
-    if diff:
-        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
-        raise ValueError(f"--resume with a different configuration ({changes})")

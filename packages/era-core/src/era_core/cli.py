@@ -4,7 +4,7 @@ A field's flag, help text, choices and the like come from its metadata, set with
 :func:`option`; every help line ends with the field's default. Types come from the
 annotations: ``int``, ``float``, ``str``, ``pathlib.Path`` (``X | None`` too), ``bool``
 (``--flag`` / ``--no-flag``, or a plain switch with ``action="store_true"``) and ``list[X]``
-(``nargs``, ``+`` unless given).
+(``nargs``, ``+`` unless given). A field without a default is a required option.
 
 With ``explicit_only=True`` an option that is not given leaves no attribute on the namespace
 (``argparse.SUPPRESS``), so :func:`explicit_values` returns exactly the flags the user typed:
@@ -192,7 +192,12 @@ def add_dataclass_arguments(
             shown = shown.replace("%", "%%")
             help_text = f"{help_text} (default: {shown})" if help_text else f"default: {shown}"
         kwargs["help"] = help_text
-        kwargs["default"] = argparse.SUPPRESS if explicit_only else default
+        if default is dataclasses.MISSING:
+            kwargs["required"] = True  # the dataclass cannot be built without it
+            if explicit_only:
+                kwargs["default"] = argparse.SUPPRESS
+        else:
+            kwargs["default"] = argparse.SUPPRESS if explicit_only else default
         if opt.choices is not None:
             kwargs["choices"] = opt.choices
         if opt.metavar is not None:
