@@ -69,7 +69,7 @@ def test_summarize_and_plot_run_directories(tmp_path):
     s = results.summarize(a)
     assert s["final_step"] == 20 and s["final_eval_returns"] == [2.0, 6.0]
     assert s["final_eval_return_mean"] == 4.0 and s["final_eval_return_std"] == 2.0
-    assert s["tail"] == (3.0, 2.0) and s["target_entropy"] == -0.5
+    assert s["tail"] == (3.0, 1.5) and s["target_entropy"] == -0.5
     assert results.baseline_pairs(["sac-era", "sac", "ppo"]) == [("sac", "sac-era")]
     for detail in (False, True):
         out = results.plot([a, b], tmp_path / f"fig{detail}.png", detail=detail)
