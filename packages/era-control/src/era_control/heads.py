@@ -132,8 +132,9 @@ class Head(Protocol):
 
 def _gaussian_sample(key, mu, log_std):
     """``u = mu + std * eps`` and the Gaussian ``log N(u; mu, std)`` summed over the last axis."""
+    std = jnp.exp(log_std)
     eps = jax.random.normal(key, mu.shape)
-    u = mu + jnp.exp(log_std) * eps
+    u = mu + std * eps
     return u, jnp.sum(-0.5 * eps**2 - log_std - _HALF_LOG_2PI, -1)
 
 
@@ -230,7 +231,8 @@ class TruncatedHead(_ERAHead):
         return jnp.tanh(mu)
 
     def sample(self, key, mu, log_std):
-        return truncated_normal_sample(key, jnp.tanh(mu), jnp.exp(log_std)), None
+        std = jnp.exp(log_std)
+        return truncated_normal_sample(key, jnp.tanh(mu), std), None
 
     def entropy(self, mu, log_std, key=None):
         return era_core.truncated_gaussian_entropy(jnp.tanh(mu), log_std)

@@ -21,7 +21,9 @@ from .trainer import Loop, OnStep, Trainer, Window
 
 
 @functools.lru_cache(maxsize=8)
-def build_agent(algo: str, config, obs_dim: int, action_dim: int, capacity: int):
+def build_agent(
+    algo: str, config: Any, obs_dim: int, action_dim: int, capacity: int
+) -> tuple[Any, dict[str, Any]]:
     """The agent and its compiled functions, memoised: a second run with the same config in
     one process (a resume, a test) reuses the compiled programs."""
     agent = get_algorithm(algo).agent(config, obs_dim, action_dim, capacity)

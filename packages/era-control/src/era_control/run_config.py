@@ -20,7 +20,7 @@ def algo_config_class(algo: str) -> type:
     return get_algorithm(algo).config
 
 
-def make_algo_config(algo: str, overrides: dict[str, Any]):
+def make_algo_config(algo: str, overrides: dict[str, Any]) -> Any:
     """The algorithm's config dataclass with ``overrides`` (unknown keys raise ValueError)."""
     cls = algo_config_class(algo)
     fields = {f.name for f in dataclasses.fields(cls)}
