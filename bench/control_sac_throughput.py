@@ -67,18 +67,17 @@ def matmul_peak(quick: bool) -> float:
 
 
 def our_agent(algo: str, hidden, layer_norm: bool, activation: str):
-    from era_control.sac import SAC, SACConfig
-    from era_control.sac_era import SACERA, SACERAConfig
+    from era_control import get_algorithm
 
-    cls, cfg_cls = {"sac": (SAC, SACConfig), "sac-era": (SACERA, SACERAConfig)}[algo]
-    cfg = cfg_cls(
+    spec = get_algorithm(algo)
+    cfg = spec.config(
         hidden=tuple(hidden),
         layer_norm=layer_norm,
         activation=activation,
         batch_size=256,
         warmup_steps=0,
     )
-    return cls(cfg, OBS_DIM, ACT_DIM, capacity=100_000)
+    return spec.agent(cfg, OBS_DIM, ACT_DIM, capacity=100_000)
 
 
 def our_runner(agent, seeds: int, n_updates: int):

@@ -79,6 +79,10 @@ BUDGETS = {
     },
 }
 
+# The control app's preset the quick and smoke budgets run (its algorithms are compared).
+CONTROL_PRESET = "cpu-cartpole"
+CONTROL_MODULE, CONTROL_SCRIPT = "era_control_app.train", "era-control-train"
+
 # --full: the paper-scale preset of each domain (override with --preset).
 FULL_PRESETS = {"control": "dmc-dog-humanoid", "vision": "table1-cifar10", "llm": "paper"}
 
@@ -99,23 +103,9 @@ def runs_for(domain: str, out: Path, *, budget: str, args) -> list[Run]:
     b = BUDGETS[budget][domain]
     extra = list(b.get("extra", []))
     if domain == "control":
-        runs = []
-        for algo in ("sac", "sac-era"):
-            argv = ["--algo", algo, "--env", b["env"], "--config", "cpu-cartpole"]
-            argv += ["--steps", str(b["steps"]), "--seeds", str(b["seeds"])]
-            argv += ["--out", str(out / algo), "--no-progress", *extra]
-            runs.append(
-                Run(
-                    "control",
-                    algo,
-                    "era_control_app.train",
-                    "era-control-train",
-                    tuple(argv),
-                    out / algo,
-                    b["expected_s"] / 2,
-                )
-            )
-        return runs
+        argv = ["--env", b["env"], "--config", CONTROL_PRESET]
+        argv += ["--steps", str(b["steps"]), "--seeds", str(b["seeds"]), "--no-progress", *extra]
+        return _control_runs(CONTROL_PRESET, out, argv, b["expected_s"], per_env=False)
     if domain == "vision":
         argv = ["--preset", "digits-compare", "--quick", "--arms", *b["arms"], "--seeds"]
         argv += [str(s) for s in b["seeds"]] + ["--out", str(out), "--no-progress", *extra]
@@ -150,26 +140,7 @@ def runs_for(domain: str, out: Path, *, budget: str, args) -> list[Run]:
 def _full_runs(domain: str, out: Path, args) -> list[Run]:
     preset = args.preset or FULL_PRESETS[domain]
     if domain == "control":
-        from era_control_app.train import load_preset  # the preset's environments are its data
-
-        spec = load_preset(preset)
-        runs = []
-        for env in spec.get("envs", []):
-            for algo in spec.get("algos", ("sac", "sac-era")):
-                name = f"{algo}-{env.replace('/', '-')}"
-                argv = ["--algo", algo, "--env", env, "--config", preset, "--out", str(out / name)]
-                runs.append(
-                    Run(
-                        "control",
-                        name,
-                        "era_control_app.train",
-                        "era-control-train",
-                        tuple(argv),
-                        out / name,
-                        3600.0,
-                    )
-                )
-        return runs
+        return _control_runs(preset, out, ["--config", preset], 3600.0, per_env=True)
     if domain == "vision":
         argv = ["--preset", preset, "--data-dir", str(args.vision_data), "--out", str(out)]
         return [
@@ -187,6 +158,32 @@ def _full_runs(domain: str, out: Path, args) -> list[Run]:
     if args.llm_data:
         argv += ["--data", str(args.llm_data)]
     return [Run("llm", "grpo-vs-era", "era_llm_app.cli", "era-llm-train", tuple(argv), out, 3600.0)]
+
+
+def _control_runs(
+    preset: str, out: Path, argv: list[str], expected_s: float, *, per_env: bool
+) -> list[Run]:
+    """One ``era-control-train`` run per algorithm of the control app's ``preset`` (and, with
+    ``per_env``, per environment of it): the preset is the data, the app names the algorithms.
+    Without the control app, one run of the preset that reports the app missing."""
+    try:
+        from era_control_app.presets import load_preset
+    except ImportError:
+        return [Run("control", preset, CONTROL_MODULE, CONTROL_SCRIPT, tuple(argv), out, 0.0)]
+    spec = load_preset(preset)
+    algos = spec.get("algos", [])
+    envs = spec.get("envs", []) if per_env else [None]
+    share = expected_s if per_env else expected_s / max(len(algos), 1)
+    runs = []
+    for env in envs:
+        for algo in algos:
+            name = algo if env is None else f"{algo}-{env.replace('/', '-')}"
+            env_args = ["--env", env] if env else []
+            args = ("--algo", algo, *argv, *env_args, "--out", str(out / name))
+            runs.append(
+                Run("control", name, CONTROL_MODULE, CONTROL_SCRIPT, args, out / name, share)
+            )
+    return runs
 
 
 def full_prerequisites(domains: list[str], args, *, gpu: str | None) -> list[str]:
@@ -230,12 +227,6 @@ def summarize(domain: str, results: list[RunResult], out: Path, *, budget: str) 
     return section
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    from era_core.runlog import read_jsonl
-
-    return read_jsonl(path)
-
-
 def _budget_line(budget: str, domain: str) -> str:
     if budget == "full":
         return "the paper-scale preset (see the commands below)."
@@ -244,91 +235,54 @@ def _budget_line(budget: str, domain: str) -> str:
 
 
 def _control(section: Section, out: Path, figures: Path, budget: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # the control app owns its summaries and figures (era_control_app.results)
+    from era_control_app import results
 
     paper = paper_numbers()["control"]["headline"]
     section.paper = "\n".join(f"* {claim}" for claim in paper["claims"])
-    section.budget = (
-        f"{_budget_line(budget, 'control')}; SAC and SAC-ERA share every hyper-parameter of the "
-        "app's CPU preset except the entropy mechanism. The paper: 1M steps, 2x512, 10 seeds."
-    )
-    finals, curves, targets = {}, {}, {}
-    for r in section.results:
-        path = r.run.out / "metrics.jsonl"
-        if not r.ok or not path.exists():
-            continue
-        argv = list(r.run.args)
-        key = (argv[argv.index("--env") + 1], argv[argv.index("--algo") + 1])
-        per_seed, entropy = defaultdict(list), defaultdict(list)
-        for row in _read_jsonl(path):
-            if row.get("eval_return") is not None:
-                per_seed[row["seed"]].append((row["step"], row["eval_return"]))
-            if row.get("entropy") is not None:
-                entropy[row["seed"]].append((row["step"], row["entropy"]))
-            if row.get("target_entropy") is not None:
-                targets[key] = row["target_entropy"]
-        finals[key] = [points[-1][1] for points in per_seed.values() if points]
-        curves[key] = (per_seed, entropy)
-        section.csvs.append(r.run.out / "metrics.csv")
-    if not finals:
+    runs = [
+        results.load_run(r.run.out)
+        for r in section.results
+        if r.ok and (r.run.out / "metrics.jsonl").exists()
+    ]
+    if not runs:
         raise RuntimeError("no control run finished")
+    section.csvs.extend(run.path / "metrics.csv" for run in runs)
+    algos = list(dict.fromkeys(run.algo for run in runs))
+    section.budget = (
+        f"{_budget_line(budget, 'control')}; {' and '.join(a.upper() for a in algos)} share every "
+        "hyper-parameter of the app's CPU preset except the entropy mechanism. The paper: 1M "
+        "steps, 2x512, 10 seeds."
+    )
+    finals = {(run.env, run.algo): results.summarize(run)["final_eval_returns"] for run in runs}
     section.ours = markdown_table(
         ["environment", "algorithm", "seeds", "final eval return (mean ± std)"],
         [[env, algo, len(v), pm(v, 1)] for (env, algo), v in finals.items()],
     )
-    envs = list(dict.fromkeys(env for env, _ in finals))
+    envs = list(dict.fromkeys(run.env for run in runs))
     for env in envs:
-        if (env, "sac") in finals and (env, "sac-era") in finals:
-            base = mean_std(finals[(env, "sac")])[0]
-            era = mean_std(finals[(env, "sac-era")])[0]
-            rel = (era - base) / abs(base) * 100 if base else math.nan
-            word = "higher" if era > base else "lower"
-            section.verdict.append(
-                f"{env}: SAC-ERA's final eval return is {word} than SAC's ({era:.1f} vs "
-                f"{base:.1f}, {rel:+.0f} %) with {len(finals[(env, 'sac')])} seeds"
-                + (
-                    " — far too few steps and seeds to confirm or refute the paper's effect."
-                    if budget != "full"
-                    else "."
-                )
-            )
+        for base_algo, era_algo in results.baseline_pairs(algos):
+            if (env, base_algo) in finals and (env, era_algo) in finals:
+                section.verdict.append(_control_verdict(env, base_algo, era_algo, finals, budget))
     for env in envs[:8]:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for (e, algo), (returns, entropy) in curves.items():
-            if e != env:
-                continue
-            for ax, series in ((axes[0], returns), (axes[1], entropy)):
-                steps, mean, std = _mean_curve(series)
-                if steps:
-                    ax.plot(steps, mean, label=algo)
-                    ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-            if (e, algo) in targets:
-                axes[1].axhline(targets[(e, algo)], ls="--", lw=0.8, color="grey")
-        axes[0].set(xlabel="env step", ylabel="eval return", title=f"{env}: return (mean ± std)")
-        axes[1].set(
-            xlabel="env step", ylabel="policy entropy (nats)", title="entropy (dashed: target)"
-        )
-        axes[0].legend()
-        fig.tight_layout()
         path = figures / f"control_{env.replace('/', '-')}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        results.plot([run for run in runs if run.env == env], path, title=f"{env} (mean ± std)")
         section.figures.append(path)
 
 
-def _mean_curve(series: dict):
-    import numpy as np
-
-    if not series:
-        return [], None, None
-    common = sorted(set.intersection(*(set(s for s, _ in pts) for pts in series.values())))
-    if not common:
-        return [], None, None
-    values = np.array([[dict(pts)[s] for s in common] for pts in series.values()], dtype=float)
-    return common, values.mean(0), values.std(0)
+def _control_verdict(env: str, base_algo: str, era_algo: str, finals: dict, budget: str) -> str:
+    base = mean_std(finals[(env, base_algo)])[0]
+    era = mean_std(finals[(env, era_algo)])[0]
+    rel = (era - base) / abs(base) * 100 if base else math.nan
+    word = "higher" if era > base else "lower"
+    seeds = len(finals[(env, base_algo)])
+    text = (
+        f"{env}: {era_algo.upper()}'s final eval return is {word} than {base_algo.upper()}'s "
+        f"({era:.1f} vs {base:.1f}, {rel:+.0f} %) with {seeds} seeds"
+    )
+    if budget != "full":
+        return text + " — far too few steps and seeds to confirm or refute the paper's effect."
+    return text + "."
 
 
 def _vision(section: Section, out: Path, figures: Path, budget: str) -> None:

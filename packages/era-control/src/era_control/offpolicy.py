@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .heads import Actor, DoubleCritic, PolicyHead
+from .heads import Head
+from .networks import Actor, DoubleCritic
 from .replay import replay_add, replay_init, replay_sample
 
 
@@ -47,6 +48,26 @@ class OffPolicyConfig:
     warmup_steps: int = 5000
     updates_per_step: int = 2
 
+    # --quick: at most this many agent steps, and the fields quick() shrinks
+    QUICK_STEPS: ClassVar[int] = 5000
+    QUICK_FIELDS: ClassVar[tuple[str, ...]] = (
+        "hidden",
+        "updates_per_step",
+        "batch_size",
+        "warmup_steps",
+    )
+
+    def quick(self, steps: int) -> OffPolicyConfig:
+        """A CPU-sized copy for a ``steps``-step run: layers of at most 256, one update per
+        step, batch at most 256, warm-up at most a tenth of the run."""
+        return dataclasses.replace(
+            self,
+            hidden=tuple(min(int(h), 256) for h in self.hidden),
+            updates_per_step=1,
+            batch_size=min(int(self.batch_size), 256),
+            warmup_steps=min(int(self.warmup_steps), steps // 10),
+        )
+
     def validate(self, action_dim: int) -> None:
         for name in ("batch_size", "buffer_size", "updates_per_step"):
             if getattr(self, name) < 1:
@@ -66,13 +87,11 @@ def _mean(x):
 class OffPolicyAgent:
     """Base of the off-policy agents; see the module docstring for the hooks."""
 
-    name = "offpolicy"
-
     def __init__(self, config: OffPolicyConfig, obs_dim: int, action_dim: int, capacity: int):
         config.validate(action_dim)
         self.config = config
         self.obs_dim, self.action_dim, self.capacity = obs_dim, action_dim, capacity
-        self.head: PolicyHead = self.make_head()
+        self.head: Head = self.make_head()
         net = {"hidden": config.hidden, "activation": config.activation}
         self.actor = Actor(action_dim, layer_norm=config.layer_norm, **net)
         self.critic = DoubleCritic(layer_norm=config.layer_norm, **net)
@@ -80,7 +99,7 @@ class OffPolicyAgent:
         self.critic_opt = optax.adamw(config.critic_lr, weight_decay=config.critic_weight_decay)
 
     # ---- hooks -------------------------------------------------------------------------
-    def make_head(self) -> PolicyHead:
+    def make_head(self) -> Head:
         raise NotImplementedError
 
     def init_extra(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@
   ``ent_coef = 0.01``.
 * PPO-ERA: the same network with a state-dependent ``pre_std`` turned into the log-std by
   ``era_core.gaussian_log_std`` (head ``"gaussian-era"`` of :mod:`era_control.heads`), so every
-  state's policy entropy is exactly ``H0 = D * entropy_per_dim``; **no entropy coefficient**.
+  state's policy entropy is exactly ``H0 = D * target_entropy_per_dim``; **no entropy
+  coefficient**.
 
 Both sample in the unbounded space and the environment side clips actions to ``[-1, 1]``.
 A rollout of ``rollout_steps`` per seed is collected with a jitted, seed-vmapped policy step
@@ -17,19 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import pickle
-import time
-from collections.abc import Callable
-from typing import Any
+from typing import ClassVar
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from .envs import VectorEnv
-from .heads import MLP, Actor, PolicyHead, total_target_entropy
+from . import heads
+from .heads import total_target_entropy
+from .networks import Actor, ValueNetwork
+from .registry import get_algorithm, list_algorithms
+
+Critic = ValueNetwork  # the name this module has always exported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,67 +51,78 @@ class PPOConfig:
     log_std_min: float = -8.0
     log_std_max: float = 2.0
 
+    # --quick: at most this many agent steps, and the fields quick() shrinks
+    QUICK_STEPS: ClassVar[int] = 20480
+    QUICK_FIELDS: ClassVar[tuple[str, ...]] = ("rollout_steps",)
+
+    def quick(self, steps: int) -> PPOConfig:
+        """A CPU-sized copy: rollouts of at most 1024 steps per seed."""
+        return dataclasses.replace(self, rollout_steps=min(int(self.rollout_steps), 1024))
+
 
 @dataclasses.dataclass(frozen=True)
 class PPOERAConfig(PPOConfig):
     """PPO-ERA: no entropy coefficient; the ERA head fixes the entropy at ``H0``.
 
-    The paper's PPO-ERA target was lost in the text extraction; ``entropy_per_dim = 0``
-    (a per-dimension std of about 0.24) is our default.
+    ``target_entropy_per_dim = 0`` (a per-dimension std of about 0.24) is our default: the
+    paper does not state its PPO-ERA target.
     """
 
     ent_coef: float = 0.0
-    entropy_per_dim: float = 0.0
+    target_entropy_per_dim: float = 0.0
     log_std_max: float = 0.0
 
 
-PPO_CONFIGS = {"ppo": PPOConfig, "ppo-era": PPOERAConfig}
+def __getattr__(name: str):
+    # names this module has always exported, now read from the registry / the trainer module
+    if name == "PPO_CONFIGS":  # algorithm name -> config class
+        specs = [get_algorithm(n) for n in list_algorithms()]
+        return {s.name: s.config for s in specs if s.agent in (PPOAgent, PPOERA)}
+    if name == "PPOTrainer":
+        from .onpolicy_trainer import OnPolicyTrainer
 
-
-class Critic(nn.Module):
-    hidden: tuple[int, ...]
-    activation: str
-
-    @nn.compact
-    def __call__(self, obs):
-        return nn.Dense(1)(MLP(self.hidden, self.activation, layer_norm=False)(obs))[..., 0]
+        return OnPolicyTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class PPOAgent:
-    """The policy/value networks, the rollout step and the fused update of PPO / PPO-ERA."""
+    """The policy/value networks, the rollout step and the fused update of PPO.
 
-    def __init__(self, algo: str, config: PPOConfig, obs_dim: int, action_dim: int):
-        self.algo, self.config = algo, config
+    :class:`PPOERA` is the same agent with the ERA head (``era = True``).
+    """
+
+    era: ClassVar[bool] = False
+
+    def __init__(self, config: PPOConfig, obs_dim: int, action_dim: int):
+        self.config = config
         self.obs_dim, self.action_dim = obs_dim, action_dim
         if config.rollout_steps % config.minibatch_size:
             raise ValueError(
                 f"rollout_steps ({config.rollout_steps}) must be a multiple of minibatch_size "
                 f"({config.minibatch_size})"
             )
-        era = algo == "ppo-era"
-        if era and config.ent_coef != 0.0:
-            raise ValueError("PPO-ERA has no entropy coefficient: ent_coef must be 0")
-        self.target_entropy = (
-            total_target_entropy(config.entropy_per_dim, action_dim, config.log_std_max)
-            if era
-            else None
-        )
-        self.head = PolicyHead(
-            "gaussian-era" if era else "gaussian",
-            action_dim,
-            target_entropy=self.target_entropy or 0.0,
-            log_std_min=config.log_std_min,
-            log_std_max=config.log_std_max,
-        )
+        bounds = {"log_std_min": config.log_std_min, "log_std_max": config.log_std_max}
+        if self.era:
+            if config.ent_coef != 0.0:
+                raise ValueError("PPO-ERA has no entropy coefficient: ent_coef must be 0")
+            self.target_entropy: float | None = total_target_entropy(
+                config.target_entropy_per_dim, action_dim, config.log_std_max
+            )
+            self.head = heads.make_head(
+                "gaussian-era", action_dim, target_entropy=self.target_entropy, **bounds
+            )
+        else:
+            self.target_entropy = None
+            self.head = heads.make_head("gaussian", action_dim, **bounds)
         self.actor = Actor(
             action_dim,
             config.hidden,
             config.activation,
             layer_norm=False,
-            state_independent_std=not era,
+            state_independent_std=not self.era,
             final_scale=0.01,
         )
-        self.critic = Critic(config.hidden, config.activation)
+        self.critic = ValueNetwork(config.hidden, config.activation)
         self.opt = optax.chain(
             optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5)
         )
@@ -208,123 +219,16 @@ class PPOAgent:
             ),
         }
 
+    @property
+    def updates_per_rollout(self) -> int:
+        """Gradient steps in one update: ``epochs`` passes of ``rollout_steps / minibatch``."""
+        return self.config.epochs * (self.config.rollout_steps // self.config.minibatch_size)
 
-class PPOTrainer:
-    """The PPO loop with the same interface as :class:`era_control.training.OffPolicyTrainer`.
 
-    Rows are logged and checkpoints written at the end of the rollout in which a
-    ``log_interval`` / ``checkpoint_interval`` boundary is crossed.
-    """
+class PPOERA(PPOAgent):
+    """PPO-ERA: the state-dependent ERA log-std (head ``"gaussian-era"``), no entropy bonus."""
 
-    def __init__(self, run):
-        from .training import make_algo_config
+    era: ClassVar[bool] = True
 
-        run.validate()
-        self.run_config = run
-        self.config = make_algo_config(run.algo, run.agent)
-        self.seeds = [run.seed + i for i in range(run.seeds)]
-        self.envs = VectorEnv(run.env, self.seeds, stream=0, action_repeat=run.action_repeat)
-        self.eval_envs = VectorEnv(run.env, self.seeds, stream=1, action_repeat=run.action_repeat)
-        self.agent = PPOAgent(
-            run.algo, self.config, self.envs.observation_dim, self.envs.action_dim
-        )
-        self.target_entropy = self.agent.target_entropy
-        self.fns = self.agent.compile()
 
-    def _blob(self, step, state, obs):
-        return pickle.dumps(
-            {
-                "step": step,
-                "state": jax.tree.map(np.asarray, jax.device_get(state)),
-                "obs": obs,
-                "envs": self.envs.state_dict(),
-                "run": self.run_config.to_dict(),
-            },
-            protocol=pickle.HIGHEST_PROTOCOL,
-        )
-
-    def run(
-        self,
-        on_row: Callable[[dict[str, Any]], None],
-        *,
-        save_checkpoint: Callable[[int, bytes], None] | None = None,
-        resume: bytes | None = None,
-        stop_at: int | None = None,
-        on_step: Callable[[int, float | None], None] | None = None,
-    ) -> int:
-        from .training import evaluate
-
-        run, cfg = self.run_config, self.config
-        if resume is not None:
-            ckpt = pickle.loads(resume)
-            if ckpt["run"] != run.to_dict():
-                raise ValueError("the checkpoint was written by a run with a different config")
-            step, state = ckpt["step"], jax.tree.map(jnp.asarray, ckpt["state"])
-            obs = self.envs.load_state_dict(ckpt["envs"])
-        else:
-            step = 0
-            state = self.fns["init"](jax.vmap(jax.random.PRNGKey)(jnp.asarray(self.seeds)))
-            obs = self.envs.reset()
-        end = run.steps if stop_at is None else min(stop_at, run.steps)
-        S, T = len(self.seeds), cfg.rollout_steps
-        episodes: list[list[float]] = [[] for _ in self.seeds]
-        latest, t_log, t_updates, updates = None, time.perf_counter(), 0.0, 0
-        while step < end:
-            buf = {
-                "obs": np.zeros((T, S, self.envs.observation_dim), np.float32),
-                "final_obs": np.zeros((T, S, self.envs.observation_dim), np.float32),
-                "action": np.zeros((T, S, self.envs.action_dim), np.float32),
-                "log_prob": np.zeros((T, S), np.float32),
-                "reward": np.zeros((T, S), np.float32),
-                "terminated": np.zeros((T, S), np.float32),
-                "done": np.zeros((T, S), np.float32),
-            }
-            for t in range(T):
-                state, action, log_prob = self.fns["policy_step"](state, obs)
-                action = np.asarray(action)
-                res = self.envs.step(np.clip(action, -1.0, 1.0))
-                buf["obs"][t], buf["action"][t], buf["log_prob"][t] = obs, action, log_prob
-                buf["final_obs"][t], buf["reward"][t] = res.final_obs, res.reward
-                buf["terminated"][t], buf["done"][t] = res.terminated, res.done
-                obs = res.obs
-                for i, r in enumerate(res.episode_return):
-                    if not np.isnan(r):
-                        episodes[i].append(float(r))
-                        latest = float(r)
-                if on_step is not None:
-                    on_step(step + t + 1, latest)
-            prev, step = step, step + T
-            t0 = time.perf_counter()
-            state, metrics = self.fns["update"](state, buf)
-            metrics = {k: np.asarray(v) for k, v in metrics.items()}
-            t_updates += time.perf_counter() - t0
-            updates += cfg.epochs * (T // cfg.minibatch_size)
-            final = step >= run.steps
-            if step // run.log_interval == prev // run.log_interval and not final:
-                continue
-            evals = None
-            if step // run.eval_interval != prev // run.eval_interval or final:
-                evals = evaluate(
-                    functools.partial(self.fns["act_eval"], state),
-                    self.eval_envs,
-                    step,
-                    run.eval_episodes,
-                )
-            elapsed = time.perf_counter() - t_log
-            for i, seed in enumerate(self.seeds):
-                row: dict[str, Any] = {"step": step, "seed": seed}
-                if episodes[i]:
-                    row["episode_return"] = float(np.mean(episodes[i]))
-                if evals is not None:
-                    row["eval_return"] = float(evals[i])
-                row.update({k: float(v[i]) for k, v in sorted(metrics.items())})
-                row["updates_per_s"] = updates * S / t_updates if t_updates else 0.0
-                row["env_steps_per_s"] = (step - prev) * S / max(elapsed, 1e-9)
-                on_row(row)
-            episodes = [[] for _ in self.seeds]
-            t_log, t_updates, updates = time.perf_counter(), 0.0, 0
-            crossed = step // run.checkpoint_interval != prev // run.checkpoint_interval
-            if save_checkpoint is not None and (crossed or final):
-                save_checkpoint(step, self._blob(step, state, obs))
-        self.state = state
-        return step
+PPO = PPOAgent

@@ -6,7 +6,7 @@ replay buffer and fused update):
 * critic target: ``r + gamma * mask * (min(Q1', Q2')(s', a') - alpha * log pi(a'|s'))``;
 * actor loss: ``E[alpha * log pi(a|s) - min(Q1, Q2)(s, a)]``, ``a ~ pi(.|s)`` reparameterised;
 * temperature loss: ``alpha * (H - H0)`` with ``H = -log pi(a|s)`` (alpha grows when the
-  entropy falls below the target ``H0 = D * entropy_per_dim``), ``alpha = exp(log_alpha)``.
+  entropy falls below the target ``H0 = D * target_entropy_per_dim``), ``alpha = exp(log_alpha)``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .heads import PolicyHead, total_target_entropy
+from . import heads
+from .heads import Head, total_target_entropy
 from .offpolicy import OffPolicyAgent, OffPolicyConfig
 
 
@@ -25,7 +26,7 @@ from .offpolicy import OffPolicyAgent, OffPolicyConfig
 class SACConfig(OffPolicyConfig):
     """SAC hyper-parameters: the shared ones plus the temperature's (paper Table 6)."""
 
-    entropy_per_dim: float = -0.5  # target entropy per action dimension (jaxrl: -D/2)
+    target_entropy_per_dim: float = -0.5  # H0 = D * this (jaxrl: -D/2)
     init_temperature: float = 1.0
     temperature_lr: float = 3e-4
     log_std_min: float = -5.0
@@ -33,18 +34,18 @@ class SACConfig(OffPolicyConfig):
 
 
 class SAC(OffPolicyAgent):
-    name = "sac"
+    """SAC: the learned temperature alpha steers the policy's entropy towards ``H0``."""
 
     def __init__(self, config: SACConfig, obs_dim: int, action_dim: int, capacity: int):
         self.target_entropy = total_target_entropy(
-            config.entropy_per_dim, action_dim, config.log_std_max
+            config.target_entropy_per_dim, action_dim, config.log_std_max
         )
         self.temperature_opt = optax.adam(config.temperature_lr)
         super().__init__(config, obs_dim, action_dim, capacity)
 
-    def make_head(self) -> PolicyHead:
+    def make_head(self) -> Head:
         cfg = self.config
-        return PolicyHead(
+        return heads.make_head(
             "sac", self.action_dim, log_std_min=cfg.log_std_min, log_std_max=cfg.log_std_max
         )
 

@@ -27,10 +27,12 @@ import optax
 
 import era_core
 
-from .heads import PolicyHead, total_target_entropy
+from . import heads
+from .heads import Head, total_target_entropy
 from .offpolicy import OffPolicyAgent, OffPolicyConfig
 
 COMPENSATIONS = ("constant", "learned")
+BOUNDED_HEADS = ("truncated", "tanh")  # the ERA head kinds whose actions lie in [-1, 1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +40,7 @@ class SACERAConfig(OffPolicyConfig):
     """SAC-ERA hyper-parameters: the shared ones plus the ERA head's (ERA-SPEC §1)."""
 
     head: str = "truncated"  # "truncated" | "tanh"
-    entropy_per_dim: float = -0.5  # target entropy per action dimension, H0 = D * this
+    target_entropy_per_dim: float = -0.5  # H0 = D * this
     log_std_min: float = -8.0
     log_std_max: float = 0.0
     compensation: str = "constant"  # "constant" | "learned"
@@ -49,11 +51,11 @@ class SACERAConfig(OffPolicyConfig):
 
 
 class SACERA(OffPolicyAgent):
-    name = "sac-era"
+    """SAC-ERA: the ERA head fixes the Gaussian's entropy at ``H0 + delta``; no alpha."""
 
     def __init__(self, config: SACERAConfig, obs_dim: int, action_dim: int, capacity: int):
-        if config.head not in ("truncated", "tanh"):
-            raise ValueError(f"head must be 'truncated' or 'tanh', got {config.head!r}")
+        if config.head not in BOUNDED_HEADS:
+            raise ValueError(f"head must be one of {BOUNDED_HEADS}, got {config.head!r}")
         if config.compensation not in COMPENSATIONS:
             raise ValueError(
                 f"compensation must be one of {COMPENSATIONS}, got {config.compensation!r}"
@@ -63,14 +65,14 @@ class SACERA(OffPolicyAgent):
         if config.batch_level and config.compensation == "learned":
             raise ValueError("batch_level=True supports a constant compensation only")
         self.target_entropy = total_target_entropy(
-            config.entropy_per_dim, action_dim, config.log_std_max, config.delta
+            config.target_entropy_per_dim, action_dim, config.log_std_max, config.delta
         )
         self.delta_opt = optax.adam(config.delta_lr)
         super().__init__(config, obs_dim, action_dim, capacity)
 
-    def make_head(self) -> PolicyHead:
+    def make_head(self) -> Head:
         cfg = self.config
-        return PolicyHead(
+        return heads.make_head(
             cfg.head,
             self.action_dim,
             target_entropy=self.target_entropy,

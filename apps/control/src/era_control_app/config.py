@@ -1,0 +1,130 @@
+"""From flags, preset and defaults to one run config (a :class:`era_control.training.RunConfig`
+dict): :func:`resolve`, ``--quick`` (:func:`quick`) and the interval rules."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tomllib
+from typing import Any
+
+from era_control import get_algorithm, list_algorithms
+from era_control.training import make_algo_config
+
+from .presets import load_preset, preset_agent
+
+RUN_FLAGS = {
+    # flag dest -> RunConfig field
+    "algo": "algo",
+    "env": "env",
+    "steps": "steps",
+    "seeds": "seeds",
+    "seed": "seed",
+    "action_repeat": "action_repeat",
+    "log_interval": "log_interval",
+    "eval_interval": "eval_interval",
+    "eval_episodes": "eval_episodes",
+    "checkpoint_interval": "checkpoint_interval",
+}
+RUN_INTERVALS = ("eval_interval", "checkpoint_interval")
+DEFAULT_STEPS = 100_000  # agent steps of a run with neither --steps nor a preset's
+
+
+def default_intervals(steps: int) -> dict[str, int]:
+    log = max(steps // 30, 1)
+    evals = max(steps // 10 // log, 1) * log
+    return {"log_interval": log, "eval_interval": evals, "checkpoint_interval": evals}
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def quick(run: dict[str, Any]) -> dict[str, Any]:
+    """Shrink a run to a few minutes on CPU: at most the algorithm's ``QUICK_STEPS`` and two
+    seeds, one evaluation episode, the config's own ``quick()`` (e.g. 2x256 at most, one update
+    per step), intervals scaled down."""
+    run = copy.deepcopy(run)
+    config_class = get_algorithm(run["algo"]).config
+    run["steps"] = min(run["steps"], config_class.QUICK_STEPS)
+    run["seeds"] = min(run["seeds"], 2)
+    run["eval_episodes"] = 1
+    small = make_algo_config(run["algo"], run["agent"]).quick(run["steps"])
+    run["agent"].update({k: _jsonable(getattr(small, k)) for k in config_class.QUICK_FIELDS})
+    for key in ("log_interval", "eval_interval", "checkpoint_interval"):
+        run[key] = min(run[key], default_intervals(run["steps"])[key])
+    return align_intervals(run)
+
+
+def align_intervals(run: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Round the eval and checkpoint intervals (those not in ``keep``, i.e. not given as flags)
+    down to multiples of the log interval: both happen only on logging steps."""
+    log = run["log_interval"]
+    for key in RUN_INTERVALS:
+        if key not in keep and run[key] % log:
+            run[key] = max(run[key] // log, 1) * log
+    return run
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip().replace("-", "_")] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _from_preset(args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh run config from the defaults and the preset (before any flag)."""
+    preset = load_preset(args.config) if args.config else {}
+    if args.algo is None:
+        raise ValueError(f"--algo is required ({', '.join(list_algorithms())})")
+    if preset and args.algo not in preset.get("algos", [args.algo]):
+        raise ValueError(
+            f"--algo {args.algo} is not part of --config {args.config} "
+            f"(its algos: {', '.join(preset['algos'])})"
+        )
+    env = args.env or (preset.get("envs") or [None])[0]
+    if env is None:
+        raise ValueError("--env is required, e.g. --env dmc/cartpole-swingup")
+    steps = args.steps
+    if steps is None:
+        steps = preset.get("run", {}).get("steps", DEFAULT_STEPS)
+    run = {"algo": args.algo, "env": env, "steps": steps, "seeds": 1, "seed": 0}
+    run["action_repeat"] = None
+    run.update(default_intervals(max(int(steps), 1)))
+    run["eval_episodes"] = 1
+    run.update(preset.get("run", {}))
+    run["agent"] = preset_agent(preset, args.algo)
+    return run
+
+
+def resolve(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run config (a RunConfig dict) from ``base`` (a stored run, for --resume) or from
+    the defaults and preset, then the flags given, then ``--quick``."""
+    run = copy.deepcopy(base) if base is not None else _from_preset(args)
+    for dest, name in RUN_FLAGS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            run[name] = value
+    if args.steps is not None and base is None:
+        for key, value in default_intervals(max(args.steps, 1)).items():
+            if getattr(args, key) is None and run[key] > args.steps:
+                run[key] = value
+        align_intervals(run, keep=tuple(k for k in RUN_INTERVALS if getattr(args, k) is not None))
+    agent = dict(run["agent"])
+    agent.update(parse_set(args.set))
+    if args.target_entropy_per_dim is not None:
+        agent.pop("entropy_per_dim", None)  # the field's older name, as --set may give it
+        agent["target_entropy_per_dim"] = args.target_entropy_per_dim
+    run["agent"] = agent
+    if args.quick:
+        run = quick(run)
+    if run["steps"] < 1:
+        raise ValueError(f"--steps must be a positive integer, got {run['steps']}")
+    return run

@@ -1,0 +1,204 @@
+"""Summaries and figures of ``era-control-train`` run directories, written once for all callers.
+
+* :func:`load_run`: a run directory (``config.json`` + ``metrics.jsonl``) as a :class:`Run`.
+* :func:`summarize`: the final and last-``K`` evaluation returns (over seeds), the final
+  entropy and its target; ``era-control-train`` writes it as ``summary.json``.
+* :func:`table`: a Markdown table of runs (``era-control-compare`` prints it).
+* :func:`plot`: one column per environment, evaluation return (top) and policy entropy
+  (bottom) over steps, mean ± std over seeds, one colour per algorithm, targets dashed
+  (``curves.png`` of a run, ``era-control-compare --out``, ``era-reproduce``'s figures).
+* :func:`baseline_pairs`: which algorithms of a set compare against which (from the registry).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from era_core.runlog import read_jsonl
+
+# series per panel: the first solid, the next dotted (``detail=True`` adds them)
+PANELS = (("eval_return",), ("entropy",))
+DETAIL_PANELS = (("eval_return", "episode_return"), ("entropy", "gaussian_entropy"))
+
+
+@dataclass
+class Run:
+    path: Path
+    algo: str
+    env: str
+    rows: list[dict[str, Any]] = field(repr=False)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({int(r["seed"]) for r in self.rows})
+
+    def series(self, key: str) -> dict[int, list[float]]:
+        """``step -> values over seeds`` of ``key`` (finite values only)."""
+        out: dict[int, list[float]] = {}
+        for row in self.rows:
+            value = row.get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                out.setdefault(int(row["step"]), []).append(float(value))
+        return dict(sorted(out.items()))
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    config, metrics = path / "config.json", path / "metrics.jsonl"
+    if not config.is_file() or not metrics.is_file():
+        raise ValueError(
+            f"{path}: not an era-control-train run directory (no config.json or metrics.jsonl)"
+        )
+    cfg = json.loads(config.read_text())
+    return Run(path, cfg["algo"], cfg["env"], read_jsonl(metrics))
+
+
+def _as_run(run: Run | str | Path) -> Run:
+    return run if isinstance(run, Run) else load_run(run)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population std (numpy's default), over seeds."""
+    return float(np.mean(values)), float(np.std(values))
+
+
+def summarize(run: Run | str | Path, last: int = 3) -> dict[str, Any]:
+    """Final and last-``last`` evaluation returns (over seeds), final entropy and target.
+
+    Keys: ``final_step`` (``None`` before the first evaluation), ``final_eval_returns`` (one
+    per seed) with their ``final_eval_return_mean`` / ``_std``, ``final`` and ``tail`` as
+    ``(mean, std)`` (``tail``: per seed, the mean over the last ``last`` evaluations),
+    ``tail_steps``, ``entropy`` (``(mean, std)`` at the last logged step) and
+    ``target_entropy``.
+    """
+    run = _as_run(run)
+    evals = run.series("eval_return")
+    if not evals:
+        return {
+            "final_step": None,
+            "final_eval_return_mean": None,
+            "final_eval_return_std": None,
+            "final_eval_returns": [],
+        }
+    steps = list(evals)
+    final = evals[steps[-1]]
+    tail_steps = set(steps[-last:])
+    per_seed_tail: dict[int, list[float]] = {}
+    for row in run.rows:
+        if int(row["step"]) in tail_steps and "eval_return" in row:
+            per_seed_tail.setdefault(int(row["seed"]), []).append(float(row["eval_return"]))
+    tail = [sum(v) / len(v) for v in per_seed_tail.values()]
+    entropy, target = run.series("entropy"), run.series("target_entropy")
+    return {
+        "final_step": steps[-1],
+        "final_eval_return_mean": mean_std(final)[0],
+        "final_eval_return_std": mean_std(final)[1],
+        "final_eval_returns": final,
+        "final": mean_std(final),
+        "tail": mean_std(tail),
+        "tail_steps": sorted(tail_steps),
+        "entropy": mean_std(entropy[max(entropy)]) if entropy else None,
+        "target_entropy": target[max(target)][0] if target else None,
+    }
+
+
+def table(runs: Iterable[Run | str | Path], last: int = 3) -> str:
+    """A Markdown table: one line per run, sorted by environment and algorithm."""
+    lines = [
+        f"| env | algo | seeds | step | final eval return | mean of last {last} evals | "
+        "final entropy (target) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in sorted(map(_as_run, runs), key=lambda r: (r.env, r.algo)):
+        s = summarize(run, last)
+        if s["final_step"] is None:
+            lines.append(
+                f"| {run.env} | {run.algo} | {len(run.seeds)} | – | no evaluation yet | | |"
+            )
+            continue
+        ent = "" if s["entropy"] is None else f"{s['entropy'][0]:.2f}"
+        if ent and s["target_entropy"] is not None:
+            ent += f" ({s['target_entropy']:.2f})"
+        lines.append(
+            f"| {run.env} | {run.algo} | {len(run.seeds)} | {s['final_step']:,} | "
+            f"{s['final'][0]:.1f} ± {s['final'][1]:.1f} | {s['tail'][0]:.1f} ± {s['tail'][1]:.1f}"
+            f" | {ent} |"
+        )
+    return "\n".join(lines)
+
+
+def baseline_pairs(algos: Iterable[str]) -> list[tuple[str, str]]:
+    """``(baseline, era)`` for every ERA algorithm in ``algos`` whose baseline is there too."""
+    from era_control import get_algorithm
+
+    algos = list(algos)
+    pairs = [(get_algorithm(a).baseline, a) for a in algos if get_algorithm(a).is_era]
+    return [(base, era) for base, era in pairs if base in algos]
+
+
+def _band(ax, data: dict[int, list[float]], colour: str, label: str, style: str) -> None:
+    """Mean over seeds per step as a line, ± one std as a band."""
+    steps = list(data)
+    stats = [mean_std(v) for v in data.values()]
+    mean = [m for m, _ in stats]
+    ax.plot(steps, mean, style, color=colour, label=label)
+    lower, upper = [m - s for m, s in stats], [m + s for m, s in stats]
+    ax.fill_between(steps, lower, upper, color=colour, alpha=0.2 if style == "-" else 0.1)
+
+
+def _draw_run(axes, run: Run, colour: str, panels) -> None:
+    for ax, keys in zip(axes, panels, strict=True):
+        for key, style in zip(keys, ("-", ":"), strict=False):
+            data = run.series(key)
+            if data:
+                label = run.algo if style == "-" else f"{run.algo} {key}"
+                _band(ax, data, colour, label, style)
+    target = run.series("target_entropy")
+    if target:
+        steps, values = list(target), [v[0] for v in target.values()]
+        axes[1].plot(steps, values, "--", color=colour, alpha=0.7, label=f"{run.algo} target")
+
+
+def plot(
+    runs: Iterable[Run | str | Path],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    detail: bool = False,
+) -> Path:
+    """The figure of ``runs`` (run directories or :class:`Run`) at ``path`` (PNG).
+
+    ``detail=True`` adds the training episodes' return and the Gaussian's entropy (dotted).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs, path = [_as_run(r) for r in runs], Path(path)
+    envs = sorted({r.env for r in runs})
+    colours = {a: f"C{i}" for i, a in enumerate(sorted({r.algo for r in runs}))}
+    fig, axes = plt.subplots(2, len(envs), figsize=(5.5 * len(envs), 7), squeeze=False)
+    for col, env in enumerate(envs):
+        for run in (r for r in runs if r.env == env):
+            _draw_run(axes[:, col], run, colours[run.algo], DETAIL_PANELS if detail else PANELS)
+        axes[0][col].set_title(f"{env}: evaluation return")
+        axes[1][col].set_title(f"{env}: policy entropy (nats)")
+        for ax in axes[:, col]:
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+    fig.suptitle(title or "mean ± std over seeds")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

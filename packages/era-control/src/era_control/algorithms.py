@@ -1,0 +1,52 @@
+"""The built-in algorithms, registered by name (the one place the names are spelled).
+
+A new algorithm is its own module (a config dataclass and an agent class with the interface of
+:class:`~era_control.offpolicy.OffPolicyAgent` or :class:`~era_control.ppo.PPOAgent`) plus one
+:func:`~era_control.registry.register_algorithm` call here.
+"""
+
+from __future__ import annotations
+
+from .ppo import PPOERA, PPOAgent, PPOConfig, PPOERAConfig
+from .registry import AlgorithmSpec, register_algorithm
+from .sac import SAC, SACConfig
+from .sac_era import SACERA, SACERAConfig
+
+SAC_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "sac",
+        SACConfig,
+        SAC,
+        "off-policy",
+        "SAC: tanh-squashed Gaussian policy, learned temperature alpha",
+    )
+)
+SAC_ERA_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "sac-era",
+        SACERAConfig,
+        SACERA,
+        "off-policy",
+        "SAC-ERA: the entropy constraint in the policy's last activation, no alpha",
+        baseline=SAC_SPEC.name,
+    )
+)
+PPO_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "ppo",
+        PPOConfig,
+        PPOAgent,
+        "on-policy",
+        "PPO: clipped surrogate, GAE, Gaussian policy, entropy bonus 0.01",
+    )
+)
+PPO_ERA_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "ppo-era",
+        PPOERAConfig,
+        PPOERA,
+        "on-policy",
+        "PPO-ERA: the ERA Gaussian head, no entropy bonus",
+        baseline=PPO_SPEC.name,
+    )
+)
