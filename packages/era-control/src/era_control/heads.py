@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -168,7 +167,7 @@ class _BaseHead:
     def mode(self, mu):
         return jnp.tanh(mu)
 
-    def log_prob(self, action, mu, log_std):
+    def log_prob(self, action, mu, log_std) -> jax.Array:
         raise ValueError(f"log_prob is implemented for the Gaussian kinds, not {self.kind!r}")
 
 
@@ -319,10 +318,10 @@ class GaussianHead(_BaseHead):
 # the registry
 
 
-_HEADS: dict[str, Callable[..., Head]] = {}
+_HEADS: dict[str, type[_BaseHead]] = {}
 
 
-def register_head(cls: type) -> type:
+def register_head(cls: type[_BaseHead]) -> type[_BaseHead]:
     """Register a head class under its ``kind`` (usable as a class decorator)."""
     known = _HEADS.get(cls.kind)
     if known is not None and known is not cls:
@@ -345,7 +344,7 @@ def make_head(kind: str, action_dim: int, **options: Any) -> Head:
     fields (``target_entropy`` for the ERA kinds, ``log_std_min``, ``log_std_max``, ...)."""
     if kind not in _HEADS:
         raise ValueError(f"head kind must be one of {tuple(_HEADS)}, got {kind!r}")
-    return _HEADS[kind](action_dim, **options)
+    return cast(Head, _HEADS[kind](action_dim, **options))  # each registered kind is a Head
 
 
 def __getattr__(name: str) -> tuple[str, ...]:
@@ -382,4 +381,4 @@ def PolicyHead(  # a factory with the class-style name it always had
         "entropy_samples": entropy_samples,
     }
     fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(action_dim, **{k: v for k, v in given.items() if k in fields})
+    return cast(Head, cls(action_dim, **{k: v for k, v in given.items() if k in fields}))
