@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared launcher for the paper's verl runs (ERA-SPEC §3): GRPO and its entropy-control baselines
+# Shared launcher for the paper's verl runs (docs/paper.md §3): GRPO and its entropy-control baselines
 # and ERA, all from one entry point (`python -m era_llm.integrations.verl`, an unmodified verl >= 0.9).
 #
 # Needs a GPU node with `uv sync --package era-llm --extra verl --extra vllm` (plus verl's

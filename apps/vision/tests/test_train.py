@@ -227,7 +227,7 @@ def test_presets_hold_the_paper_recipes():
     presets = load_presets()
     table1 = {name: p for name, p in presets.items() if name.startswith("table1-")}
     assert len(table1) == 8
-    spec = {  # ERA-SPEC §2, Table 1 (top-1 / top-5)
+    spec = {  # docs/paper.md §2, Table 1 (top-1 / top-5)
         ("imagenet", "noaug", False): (74.75, 92.04),
         ("imagenet", "noaug", True): (75.44, 92.15),
         ("imagenet", "aug", False): (76.93, 93.37),

@@ -114,7 +114,7 @@ HB = importlib.util.find_spec("humanoid_bench") is not None
 
 
 @pytest.mark.skipif(
-    not HB, reason="HumanoidBench wheel not installed (see ../shared/wheels/README.md)"
+    not HB, reason="HumanoidBench is not installed (its wheel is not in ../shared/wheels)"
 )
 def test_humanoidbench_adapter_repeat_two_and_no_termination():
     env = make_env("hb/h1-walk-v0")

@@ -1,4 +1,4 @@
-"""categorical_entropy (ERA-SPEC §2): stable for any finite logits, -inf means probability 0.
+"""categorical_entropy (docs/paper.md §2): stable for any finite logits, -inf means probability 0.
 
 Reference: mpmath at 50 digits, -sum p log p with p = softmax(z), -inf entries skipped.
 """

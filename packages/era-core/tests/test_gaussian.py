@@ -1,4 +1,4 @@
-"""Gaussian ERA (ERA-SPEC §1, paper Eq. 11): gaussian_log_std, gaussian_entropy,
+"""Gaussian ERA (docs/paper.md §1, paper Eq. 11): gaussian_log_std, gaussian_entropy,
 max_gaussian_entropy.
 
 References are plain float64 NumPy/SciPy, written here from the spec's formulas.

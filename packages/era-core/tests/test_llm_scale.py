@@ -1,4 +1,4 @@
-"""Adaptive ERA for LLM RL (ERA-SPEC §3, paper Eqs. 16-17): response_entropy, logit_scale,
+"""Adaptive ERA for LLM RL (docs/paper.md §3, paper Eqs. 16-17): response_entropy, logit_scale,
 scale_advantages. References are plain Python loops over rows.
 """
 

@@ -1,4 +1,4 @@
-"""Softmax ERA (ERA-SPEC §2, paper Eq. 15): softmax_era and softmax_era_bounds.
+"""Softmax ERA (docs/paper.md §2, paper Eq. 15): softmax_era and softmax_era_bounds.
 
 The float64 reference of mode="paper" is re-derived here from the spec's formula; mode="exact"
 is checked through its defining properties (entropy floor, tightness at one-hot inputs, and

@@ -1,4 +1,4 @@
-"""Entropies of bounded Gaussian policies (ERA-SPEC §1): truncated_gaussian_entropy,
+"""Entropies of bounded Gaussian policies (docs/paper.md §1): truncated_gaussian_entropy,
 tanh_log_det_jacobian, tanh_gaussian_entropy, tanh_gaussian_entropy_from_noise.
 
 References: mpmath at 60 digits for the truncated normal (cross-checked against

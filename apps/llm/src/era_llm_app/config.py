@@ -41,7 +41,7 @@ __all__ = [
     "validate",
 ]
 
-PAPER_ERA = ERAConfig()  # the paper's ERA hyper-parameters (ERA-SPEC §3)
+PAPER_ERA = ERAConfig()  # the paper's ERA hyper-parameters (docs/paper.md §3)
 LOSSES = LOSS_NAMES
 # ERAConfig field -> the flag that sets it (ERAConfig's errors name these).
 ERA_FLAGS = {

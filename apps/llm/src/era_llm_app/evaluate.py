@@ -1,7 +1,7 @@
 """`era-llm-eval`: math evaluation with mean@k / pass@k, greedy or sampled (paper Table 2).
 
     uv run era-llm-eval --model runs/llm-demo/model \\
-        --data ../shared/data/math-eval/math500.jsonl ../shared/data/math-eval/aime24.jsonl \\
+        --data path/to/math-eval/math500.jsonl path/to/math-eval/aime24.jsonl \\
         --mode paper --k 16 --out runs/eval
 
 For each data set (JSON lines; fields per `era_llm.verify.math_eval_item`), every question is

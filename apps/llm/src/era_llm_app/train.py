@@ -2,7 +2,7 @@
 
     uv run era-llm-train --steps 3 --out runs/llm-demo          # CPU, tiny model, seconds
 
-One step (ERA-SPEC §3): draw `prompts_per_step` prompts, sample `group_size` responses each
+One step (docs/paper.md §3): draw `prompts_per_step` prompts, sample `group_size` responses each
 from the unmodified policy (temperature 1), grade them with a verifier (reward 0/1), compute
 group-normalised advantages, drop groups whose rewards are all equal (dynamic sampling), and
 take one on-policy gradient step (train batch = mini batch, so old log-probs are the current

@@ -36,11 +36,11 @@ EXAMPLE_IDS = (
     "hb/h1hand-walk-v0",
 )
 HB_INSTALL = (
-    "HumanoidBench is not on PyPI. Install its wheel into this environment, e.g. from a "
-    "checkout of this project:\n"
-    "    uv pip install mujoco==3.17.0 dm-control==1.0.50 gymnasium numpy "
-    "../shared/wheels/humanoid_bench-*.whl\n"
-    "or from source: pip install git+https://github.com/carlosferrazza/humanoid-bench"
+    "HumanoidBench is not on PyPI. Install it from its upstream source with the pins that work "
+    "with dm-control 1.0.50:\n"
+    "    pip install mujoco==3.17.0 dm-control==1.0.50 'gymnasium[mujoco]>=1.0,<2' "
+    "git+https://github.com/carlosferrazza/humanoid-bench\n"
+    "(or a wheel built from that source: pip install humanoid_bench-*.whl)"
 )
 
 

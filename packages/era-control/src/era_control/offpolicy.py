@@ -33,7 +33,7 @@ from .replay import replay_add, replay_init, replay_sample
 
 @dataclasses.dataclass(frozen=True)
 class OffPolicyConfig:
-    """Shared hyper-parameters (paper Table 6 / ERA-SPEC §1 defaults)."""
+    """Shared hyper-parameters (paper Table 6 / docs/paper.md §1 defaults)."""
 
     hidden: tuple[int, ...] = (512, 512)
     activation: str = "elu"

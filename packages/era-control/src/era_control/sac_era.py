@@ -1,6 +1,6 @@
 """SAC-ERA: SAC with the entropy constraint moved into the policy's last activation.
 
-There is **no entropy term and no temperature alpha anywhere** (ERA-SPEC §1):
+There is **no entropy term and no temperature alpha anywhere** (docs/paper.md §1):
 
 * policy: a truncated normal on ``[-1, 1]`` with location ``tanh(mu)`` (default, the authors'
   reference) or a tanh-squashed Gaussian, whose log-std comes from
@@ -37,7 +37,7 @@ BOUNDED_HEADS = ("truncated", "tanh")  # the ERA head kinds whose actions lie in
 
 @dataclasses.dataclass(frozen=True)
 class SACERAConfig(OffPolicyConfig):
-    """SAC-ERA hyper-parameters: the shared ones plus the ERA head's (ERA-SPEC §1)."""
+    """SAC-ERA hyper-parameters: the shared ones plus the ERA head's (docs/paper.md §1)."""
 
     head: str = "truncated"  # "truncated" | "tanh"
     target_entropy_per_dim: float = -0.5  # H0 = D * this

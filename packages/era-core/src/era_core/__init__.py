@@ -4,11 +4,11 @@ Pure functions on any Python array-API array (NumPy, PyTorch, JAX, ...): they re
 caller's array type, device and dtype and run inside ``jax.jit``/``jax.grad``/``jax.vmap``
 and under ``torch.compile``. No deep-learning framework is imported by ``import era_core``.
 
-* Continuous (ERA-SPEC §1): :func:`gaussian_log_std` (Eq. 11), :func:`gaussian_entropy`,
+* Continuous (docs/paper.md §1): :func:`gaussian_log_std` (Eq. 11), :func:`gaussian_entropy`,
   :func:`truncated_gaussian_entropy` and :func:`tanh_gaussian_entropy` (Eqs. 4-5),
   :func:`compensation_loss` (Eq. 12), :func:`batch_gaussian_log_std` (App. C.1.2).
-* Discrete (ERA-SPEC §2): :func:`softmax_era` (Eq. 15), :func:`categorical_entropy`.
-* LLM RL (ERA-SPEC §3): :func:`response_entropy`, :func:`logit_scale` (Eq. 16),
+* Discrete (docs/paper.md §2): :func:`softmax_era` (Eq. 15), :func:`categorical_entropy`.
+* LLM RL (docs/paper.md §3): :func:`response_entropy`, :func:`logit_scale` (Eq. 16),
   :func:`scale_advantages` (Eq. 17).
 """
 

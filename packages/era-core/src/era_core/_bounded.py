@@ -1,4 +1,4 @@
-"""Entropies of Gaussians squeezed into a bounded action box (paper Eqs. 4-5, ERA-SPEC §1).
+"""Entropies of Gaussians squeezed into a bounded action box (paper Eqs. 4-5, docs/paper.md §1).
 
 A bounded policy has less entropy than the Gaussian ERA shapes; the compensation ``delta``
 makes up for it, and these functions measure the deficit.
@@ -57,7 +57,7 @@ def truncated_gaussian_entropy(
 ) -> Array:
     r"""Entropy of a diagonal Gaussian truncated to ``[low, high]`` per dim, summed over the last axis.
 
-    Paper Eq. 5 (ERA-SPEC §1), with :math:`\alpha=(a-\mu)/\sigma`, :math:`\beta=(b-\mu)/\sigma`,
+    Paper Eq. 5 (docs/paper.md §1), with :math:`\alpha=(a-\mu)/\sigma`, :math:`\beta=(b-\mu)/\sigma`,
     :math:`Z=\Phi(\beta)-\Phi(\alpha)`:
 
     .. math:: H_i = \log\big(\sqrt{2\pi e}\,\sigma Z\big) + \frac{\alpha\phi(\alpha)-\beta\phi(\beta)}{2Z}.
@@ -138,7 +138,7 @@ def tanh_log_det_jacobian(u: Array) -> Array:
     r""":math:`\sum_i \log(1-\tanh(u_i)^2)`, the log-det of ``tanh``'s Jacobian, over the last axis.
 
     Computed as :math:`2(\log 2 - u - \mathrm{softplus}(-2u))`, which is exact for any ``u``
-    where the naive form hits ``log(0)`` once ``tanh(u)`` rounds to 1 (ERA-SPEC §1).
+    where the naive form hits ``log(0)`` once ``tanh(u)`` rounds to 1 (docs/paper.md §1).
     """
     xp = namespace(u)
     check_ndim(u, "u", 1)

@@ -1,4 +1,4 @@
-"""The learned compensation delta of Gaussian ERA (paper Eq. 12, ERA-SPEC §1)."""
+"""The learned compensation delta of Gaussian ERA (paper Eq. 12, docs/paper.md §1)."""
 
 from __future__ import annotations
 

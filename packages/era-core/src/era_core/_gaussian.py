@@ -1,6 +1,6 @@
 """Gaussian ERA: the log-std activation of paper Eq. 11 and its batch-level variant.
 
-ERA-SPEC §1. A policy network outputs a mean ``mu`` and a raw "pre-std" ``s`` (both D
+docs/paper.md §1. A policy network outputs a mean ``mu`` and a raw "pre-std" ``s`` (both D
 dims). The activation maps ``s`` to a log-std whose Gaussian entropy is the target.
 """
 
@@ -128,7 +128,7 @@ def gaussian_log_std(
     The softmax weights sum to one, so the Gaussian entropy
     :math:`\sum_i\log\sigma_i + D\log\sqrt{2\pi e}` equals :math:`H_0'` exactly wherever the
     lower clamp does not fire, and exceeds it where it does: the network only chooses how to
-    *allocate* the entropy budget across dimensions (ERA-SPEC §1).
+    *allocate* the entropy budget across dimensions (docs/paper.md §1).
 
     Args:
       pre_std: ``(..., D)`` raw network outputs ``s``.

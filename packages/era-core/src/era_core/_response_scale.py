@@ -1,4 +1,4 @@
-"""Adaptive ERA for LLM RL (paper Eqs. 16-17, ERA-SPEC §3): per-response logit scales."""
+"""Adaptive ERA for LLM RL (paper Eqs. 16-17, docs/paper.md §3): per-response logit scales."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["logit_scale", "response_entropy", "scale_advantages"]
 
 
 def response_entropy(token_entropy: Array, mask: Array, frac: float = 0.2) -> Array:
-    r"""Per response, the mean of its top-``frac`` masked token entropies (ERA-SPEC §3).
+    r"""Per response, the mean of its top-``frac`` masked token entropies (docs/paper.md §3).
 
     For row ``i`` with :math:`n_i` tokens where ``mask`` is set,
     :math:`k_i=\max(1,\lfloor \text{frac}\cdot n_i\rfloor)` and the result is the mean of the

@@ -1,4 +1,4 @@
-"""Softmax ERA (paper Eq. 15, ERA-SPEC §2): logits whose softmax has entropy >= H_min.
+"""Softmax ERA (paper Eq. 15, docs/paper.md §2): logits whose softmax has entropy >= H_min.
 
 Classifier logits ``z`` are mapped to ``z'`` with ``H(softmax(z')) >= min_entropy`` for every
 input; ``z'`` then goes into the usual cross-entropy.

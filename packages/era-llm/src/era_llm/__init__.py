@@ -1,4 +1,4 @@
-"""era_llm: adaptive ERA for LLM reinforcement learning (ERA-SPEC §3).
+"""era_llm: adaptive ERA for LLM reinforcement learning (docs/paper.md §3).
 
 * `era_llm.ops`: chunked per-token log-probs and entropies under a per-response logit scale.
 * `era_llm.era`: the ERA band, per-response scales and logged statistics.

@@ -1,4 +1,4 @@
-r"""GRPO's group-normalised advantages with dynamic sampling (ERA-SPEC §3).
+r"""GRPO's group-normalised advantages with dynamic sampling (docs/paper.md §3).
 
 Rewards come prompt-major: rows ``g * n .. g * n + n - 1`` are the ``n`` responses to prompt
 ``g``. Within each group

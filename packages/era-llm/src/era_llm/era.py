@@ -1,4 +1,4 @@
-r"""Adaptive ERA for GRPO: per-response logit scales from the entropy band (ERA-SPEC §3, Eq. 16-17).
+r"""Adaptive ERA for GRPO: per-response logit scales from the entropy band (docs/paper.md §3, Eq. 16-17).
 
 For response ``i`` with token entropies :math:`H_{i,t}` of the **unmodified** policy:
 
@@ -34,7 +34,7 @@ __all__ = ["ERAConfig", "ERAResult", "entropy_split", "era_scales", "stats_to_fl
 
 @dataclass(frozen=True)
 class ERAConfig:
-    """ERA's hyper-parameters; defaults are the paper's (ERA-SPEC §3).
+    """ERA's hyper-parameters; defaults are the paper's (docs/paper.md §3).
 
     Attributes:
       low, high: the response-entropy band :math:`[\\omega_{low}, \\omega_{high}]` (nats),
@@ -162,7 +162,7 @@ def era_scales(
     advantages: torch.Tensor,
     cfg: ERAConfig | None = None,
 ) -> ERAResult:
-    """Per-response ERA scales, adjusted advantages and the band statistics (ERA-SPEC §3).
+    """Per-response ERA scales, adjusted advantages and the band statistics (docs/paper.md §3).
 
     Args:
       token_entropy: ``[B, T]`` entropies of the unmodified policy (e.g. ``token_logprobs(...)

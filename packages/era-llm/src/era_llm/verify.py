@@ -1,6 +1,6 @@
 """Verifiable rewards: exact match for synthetic tasks, `math-verify` for real math answers.
 
-A reward is 1.0 for a correct response and 0.0 otherwise (ERA-SPEC §3 trains on such
+A reward is 1.0 for a correct response and 0.0 otherwise (docs/paper.md §3 trains on such
 binary, rule-based rewards). Two verifiers:
 
 * `exact_match_reward(response, answer)`: the response, cut at its first newline and stripped,

@@ -1,4 +1,4 @@
-"""The ERA head for timm models (paper Eq. 15, ERA-SPEC §2).
+"""The ERA head for timm models (paper Eq. 15, docs/paper.md §2).
 
 A timm classifier computes ``forward_head(forward_features(x))``. ERA only changes the very
 last step: the logits ``z`` become ``z' = era_core.softmax_era(z, min_entropy, ...)``, whose

@@ -139,7 +139,7 @@ def add_era_lm_head(
 
 
 class ERAGRPOTrainer(GRPOTrainer):
-    """`trl.GRPOTrainer` with adaptive ERA (ERA-SPEC §3); takes ``era_config`` besides TRL's
+    """`trl.GRPOTrainer` with adaptive ERA (docs/paper.md §3); takes ``era_config`` besides TRL's
     arguments (default :class:`era_llm.era.ERAConfig`, the paper's band) and ``era_compile``
     (fused ``torch.compile`` kernels for the ERA log-probs; off by default)."""
 

@@ -3,7 +3,7 @@
 verl already has the two hooks ERA needs: a policy-loss registry
 (``verl.trainer.ppo.core_algos.register_policy_loss``) and per-sample temperatures in its FSDP
 engine (``micro_batch["temperature"]`` may be a ``[B]`` tensor). ERA's per-response factor
-:math:`c_i` is a per-response temperature :math:`T_i = T / c_i` (ERA-SPEC §3), so importing this
+:math:`c_i` is a per-response temperature :math:`T_i = T / c_i` (docs/paper.md §3), so importing this
 module registers
 
 * policy losses ``era`` (GRPO's clipped surrogate on the ERA policy's log-probs), ``era_gspo``
@@ -81,7 +81,7 @@ _PAPER = ERAConfig()  # the paper's ERA hyper-parameters, spelled once (in ERACo
 
 @dataclass
 class ERAPolicyLossConfig(PolicyLossConfig):
-    """verl's ``PolicyLossConfig`` plus ERA's keys (defaults: the paper's, ERA-SPEC §3).
+    """verl's ``PolicyLossConfig`` plus ERA's keys (defaults: the paper's, docs/paper.md §3).
 
     Args:
       era_low, era_high: the response-entropy band.

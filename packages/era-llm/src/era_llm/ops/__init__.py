@@ -1,4 +1,4 @@
-r"""Per-token log-probs and entropies under a per-response logit scale, in chunks (ERA-SPEC §3).
+r"""Per-token log-probs and entropies under a per-response logit scale, in chunks (docs/paper.md §3).
 
 For logits :math:`z \in \mathbb{R}^{B\times T\times V}`, labels :math:`a` and a per-response
 scale :math:`c_b` (ERA's :math:`c \in \{k, 1, 1/k\}`, i.e. a temperature :math:`1/c_b`):
