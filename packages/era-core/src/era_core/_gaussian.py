@@ -186,7 +186,7 @@ def batch_gaussian_log_std(
 ) -> tuple[Array, Array]:
     r"""Batch-level Gaussian ERA (paper App. C.1.2): the *batch-average* entropy is the target.
 
-    The paper's Eq. 36 was lost in extraction; this is our derivation (``docs/core.md``).
+    Our derivation of the batch-level form (the paper's Eq. 36), given in ``docs/core.md``.
     Replace the per-state softmax of Eq. 11 by weights normalised over the whole batch:
 
     .. math::
