@@ -38,9 +38,8 @@ EXAMPLE_IDS = (
 HB_INSTALL = (
     "HumanoidBench is not on PyPI. Install it from its upstream source with the pins that work "
     "with dm-control 1.0.50:\n"
-    "    pip install mujoco==3.17.0 dm-control==1.0.50 'gymnasium[mujoco]>=1.0,<2' "
-    "git+https://github.com/carlosferrazza/humanoid-bench\n"
-    "(or a wheel built from that source: pip install humanoid_bench-*.whl)"
+    "    uv pip install mujoco==3.17.0 dm-control==1.0.50 'gymnasium[mujoco]>=1.0,<2' "
+    "git+https://github.com/carlosferrazza/humanoid-bench"
 )
 
 
