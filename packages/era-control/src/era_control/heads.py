@@ -253,11 +253,9 @@ class TanhHead(_ERAHead):
         return era_core.tanh_gaussian_entropy(mu, log_std, self.entropy_samples, key)
 
 
-@dataclasses.dataclass(frozen=True)
-class GaussianERAHead(_ERAHead):
-    """PPO-ERA: an unbounded Gaussian with the ERA log-std; its entropy is exactly ``H0``."""
-
-    kind: ClassVar[str] = "gaussian-era"
+class _UnboundedGaussian:
+    """The action distribution of the PPO heads: a Gaussian, clipped to [-1, 1] only for its
+    mode; exact log-prob and entropy."""
 
     def mode(self, mu):
         return jnp.clip(mu, -1.0, 1.0)
@@ -270,6 +268,13 @@ class GaussianERAHead(_ERAHead):
 
     def entropy(self, mu, log_std, key=None):
         return era_core.gaussian_entropy(log_std)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianERAHead(_UnboundedGaussian, _ERAHead):
+    """PPO-ERA: an unbounded Gaussian with the ERA log-std; its entropy is exactly ``H0``."""
+
+    kind: ClassVar[str] = "gaussian-era"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,25 +298,13 @@ class SACHead(_BaseHead):
 
 
 @dataclasses.dataclass(frozen=True)
-class GaussianHead(_BaseHead):
+class GaussianHead(_UnboundedGaussian, _BaseHead):
     """Plain PPO: an unbounded Gaussian, log-std ``pre_std`` clipped to the bounds."""
 
     kind: ClassVar[str] = "gaussian"
 
     def log_std(self, pre_std, delta=0.0, log_partition=None):
         return jnp.clip(pre_std, self.log_std_min, self.log_std_max), jnp.zeros(())
-
-    def mode(self, mu):
-        return jnp.clip(mu, -1.0, 1.0)
-
-    def sample(self, key, mu, log_std):
-        return _gaussian_sample(key, mu, log_std)
-
-    def log_prob(self, action, mu, log_std):
-        return _gaussian_log_prob(action, mu, log_std)
-
-    def entropy(self, mu, log_std, key=None):
-        return era_core.gaussian_entropy(log_std)
 
 
 # ---------------------------------------------------------------------------------------------
