@@ -25,6 +25,7 @@ nox.options.sessions = [
     "llm",
     "llm-verl",
     "reproduce",
+    "packaging",
 ]
 
 PACKAGES = {
@@ -169,6 +170,17 @@ def reproduce(session: nox.Session) -> None:
         *session.posargs,
         env={"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
     )
+
+
+@nox.session(venv_backend="none")
+def packaging(session: nox.Session) -> None:
+    """Every wheel built, each domain package installed with era-core into a fresh virtual
+    environment by plain pip, imported, its README example run, the forbidden framework absent.
+
+    Needs nothing installed but uv and Python (tools/check_packaging.py is stdlib only); the
+    third-party dependencies come from PyPI at the versions in uv.lock.
+    """
+    session.run("python", "tools/check_packaging.py", *session.posargs)
 
 
 @nox.session

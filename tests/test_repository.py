@@ -96,6 +96,7 @@ def test_default_nox_sessions_are_defined():
     text = (ROOT / "noxfile.py").read_text()
     defined = set(re.findall(r"@nox\.session\(name=\"([\w-]+)\"\)", text))
     defined |= set(re.findall(r"@nox\.session\n(?:@.*\n)*def (\w+)\(", text))
+    defined |= set(re.findall(r"@nox\.session\((?![^)]*name=)[^)]*\)\n(?:@.*\n)*def (\w+)\(", text))
     assert set(_noxfile_default_sessions()) <= defined
 
 
@@ -130,3 +131,31 @@ def test_every_package_ships_py_typed():
     for package, module in PACKAGES.items():
         typed = ROOT / "packages" / package / "src" / module / "py.typed"
         assert typed.is_file(), f"{package} must ship {typed.relative_to(ROOT)} (PEP 561)"
+
+
+def test_readme_lists_every_test_session_and_console_script():
+    """A reader of the README meets every session `uv run nox` runs and every command."""
+    readme = (ROOT / "README.md").read_text()
+    for session in _noxfile_default_sessions():
+        assert f"`{session}`" in readme, f"README.md does not name the nox session {session!r}"
+    for pyproject in sorted(ROOT.glob("apps/*/pyproject.toml")):
+        scripts = tomllib.loads(pyproject.read_text())["project"].get("scripts", {})
+        for script in scripts:
+            assert f"`{script}`" in readme, f"README.md does not name the command {script!r}"
+
+
+# `pip install era-core` and the like: no such distribution is published, so an install line
+# for a workspace member must point pip at the built wheels (`--find-links DIR`).
+UNPUBLISHED_INSTALL = re.compile(r"pip install (?![^`\n]*--find-links)[^`\n]*\bera-[a-z]+")
+
+
+def test_install_lines_for_our_packages_point_at_built_wheels():
+    texts = [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("*/*/README.md")]
+    texts += [*ROOT.glob("packages/*/src/**/*.py"), *ROOT.glob("apps/*/src/**/*.py")]
+    texts += [*ROOT.glob("*/*/pyproject.toml")]
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in texts
+        for match in UNPUBLISHED_INSTALL.finditer(path.read_text())
+    ]
+    assert not found, "install lines for unpublished distributions:\n" + "\n".join(found)

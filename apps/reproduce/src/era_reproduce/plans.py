@@ -27,10 +27,11 @@ from .report import Section, markdown_table, mean_std, paper_numbers, pm
 from .runner import Run, RunResult
 
 APP_MODULES = {"control": "era_control_app", "vision": "era_vision_app", "llm": "era_llm_app"}
+# How to install one domain's app without uv: build the workspace's wheels, then pip.
 INSTALL = {
-    "control": 'pip install "era-reproduce[control]"',
-    "vision": 'pip install "era-reproduce[vision]"',
-    "llm": 'pip install "era-reproduce[llm]"',
+    domain: "uv build --all-packages --wheel --out-dir dist && "
+    f'pip install --find-links dist "era-reproduce[{domain}]"'
+    for domain in ("control", "vision", "llm")
 }
 
 BUDGETS = {

@@ -24,6 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from ._display import default_headless_gl
+
+# Before dm-control, MuJoCo or HumanoidBench is first imported (they read it once).
+default_headless_gl()
+
 PREFIXES = ("dmc/", "gym/", "hb/")
 EXAMPLE_IDS = (
     "dmc/cartpole-swingup",
