@@ -102,8 +102,8 @@ def check_domain(domain: str, dist: Path, work: Path) -> list[str]:
     pins = constraints(distribution, work / f"constraints-{domain}.txt")
     failures = []
     try:
-        run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--find-links", str(dist), "-c", str(pins), distribution])  # fmt: skip
+        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        run([*pip, "--no-compile", "--find-links", str(dist), "-c", str(pins), distribution])
         run([python, "-c", PROBE, module, *forbidden])
         run([python, "-c", readme_example(heading)], cwd=work)
     except subprocess.CalledProcessError as error:

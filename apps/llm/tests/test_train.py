@@ -265,8 +265,13 @@ def test_run_directory_lifecycle_without_training(tmp_path):
     assert not run_dir.resumed and (run_dir.path / "config.json").is_file()
     with pytest.raises(RunError, match="already holds a run"):
         open_run(cfg)
-    with pytest.raises(RunError, match="without a checkpoint"):
-        open_run(dataclasses.replace(cfg, resume=True))
+    (run_dir.path / "metrics.jsonl").write_text("{}\n")  # killed before its first checkpoint
+    restarted = open_run(dataclasses.replace(cfg, resume=True))  # starts again in place
+    assert not restarted.resumed
+    assert sorted(p.name for p in run_dir.path.iterdir()) == ["config.json"]
+    with pytest.raises(RunError, match="no run to resume there"):
+        open_run(dataclasses.replace(cfg, out=str(tmp_path / "absent"), resume=True))
+    assert not (tmp_path / "absent").exists()
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.AdamW(model.parameters())
     rng = np.random.default_rng(0)

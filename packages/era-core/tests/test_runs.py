@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from era_core import runs
-from era_core.runs import RunError, config_diff, new_run, resume_run, run_status
+from era_core.runs import RunError, config_diff, new_run, read_config, resume_run, run_status
 
 CONFIG = {"lr": 0.1, "seed": 0, "workers": 0, "scale": (0.6, 1.0)}
 
@@ -170,3 +170,87 @@ def test_rng_state_rejects_bad_input():
 def test_config_must_be_a_mapping(tmp_path):
     with pytest.raises(RunError, match="config must be a mapping"):
         new_run(tmp_path / "r", [("lr", 0.1)])
+
+
+def _unwritable_outs(tmp_path):
+    """``--out`` values that cannot hold a run, each with the reason the error must give."""
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    (readonly / "keep.txt").write_text("x")
+    readonly_empty = tmp_path / "readonly-empty"
+    readonly_empty.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for folder in (readonly, readonly_empty):
+        folder.chmod(0o555)
+    return [
+        (readonly / "run", "cannot create it"),
+        (readonly / "deeper" / "run", "cannot create it"),
+        (readonly_empty, "cannot write there"),
+        (a_file / "run", "is a file, not a directory"),
+        (a_file, "is a file, not a directory"),
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else False, reason="as root")
+def test_unusable_out_is_one_clear_error_and_leaves_nothing(tmp_path):
+    cases = _unwritable_outs(tmp_path)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    for out, reason in cases:
+        with pytest.raises(RunError, match=reason) as caught:
+            new_run(out, CONFIG)
+        assert str(out) in str(caught.value) and "\n" not in str(caught.value)
+    assert sorted(p for p in tmp_path.rglob("*")) == before, "a refused --out left files"
+
+
+def test_unwritable_out_as_root_by_a_denied_write(tmp_path, monkeypatch):
+    """Root writes into read-only folders, so the denial is simulated where it happens."""
+    denied = PermissionError(13, "Permission denied")
+
+    def deny(*args, **kwargs):
+        raise denied
+
+    monkeypatch.setattr(runs.Path, "mkdir", deny)
+    with pytest.raises(RunError, match=r"cannot create it \(Permission denied\)"):
+        new_run(tmp_path / "a" / "run", CONFIG)
+    monkeypatch.undo()
+    monkeypatch.setattr(runs, "atomic_write_text", deny)
+    with pytest.raises(RunError, match=r"cannot write there \(Permission denied\)"):
+        new_run(tmp_path / "b" / "run", CONFIG)
+    assert not any(tmp_path.iterdir()), "a refused --out left directories"
+
+
+def test_unusable_out_through_a_file_even_as_root(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    for out in (tmp_path / "a-file" / "x" / "run", tmp_path / "a-file"):
+        with pytest.raises(RunError, match="is a file, not a directory"):
+            new_run(out, CONFIG)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_a_run_without_checkpoint_restarts_in_place(tmp_path):
+    run = new_run(tmp_path / "r", CONFIG)
+    (run.path / "metrics.csv").write_text("step,loss\n1,0.5\n")
+    (run.path / "events").mkdir()
+    with pytest.raises(RunError, match=r"never wrote a checkpoint.*--resume"):
+        new_run(run.path, CONFIG)
+    again = resume_run(run.path, CONFIG).restart()
+    assert not again.resumed and sorted(p.name for p in run.path.iterdir()) == ["config.json"]
+    assert read_config(run.path) == run.config
+    again.save_checkpoint({"step": 1})
+    with pytest.raises(RunError, match="resume it instead"):
+        resume_run(run.path, CONFIG).restart()
+
+
+def test_discard_removes_a_failed_new_run_only(tmp_path):
+    run = new_run(tmp_path / "made" / "r", CONFIG)
+    (run.path / "metrics.csv").write_text("step\n")
+    assert run.discard() and not run.path.exists() and (tmp_path / "made").is_dir()
+    given = tmp_path / "given"
+    given.mkdir()
+    run = new_run(given, CONFIG)
+    assert run.discard() and given.is_dir() and not any(given.iterdir())
+    run = new_run(tmp_path / "kept", CONFIG)
+    run.save_checkpoint({"step": 1})
+    assert not run.discard() and run.has_checkpoint()
+    assert not resume_run(run.path).discard()

@@ -118,6 +118,7 @@ def run_comparison(base: TrainConfig, seeds: list[int], methods: tuple[str, ...]
             continue
         if status == "started":
             shutil.rmtree(run_dir)  # stopped during its warm-up: nothing to resume
+        cfg = dataclasses.replace(cfg, resume=status == "checkpointed")
         print(f"[{i}/{len(configs)}] {cfg.extra['method']} seed {cfg.seed} -> {run_dir}")
         t0 = time.perf_counter()
         train(cfg)

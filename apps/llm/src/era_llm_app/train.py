@@ -153,10 +153,17 @@ def response_logits(model, rollout, rows, device) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------
 def open_run(cfg: TrainConfig) -> runs.Run:
     """A new run in ``--out`` (missing or empty), or with ``--resume`` the run there, whose
-    stored configuration must equal ``cfg`` but for `TrainConfig.RESUMABLE`."""
+    stored configuration must equal ``cfg`` but for `TrainConfig.RESUMABLE`; a run killed
+    before its first checkpoint starts again in place, and ``--resume`` of a directory that
+    holds no run is refused."""
     status = runs.run_status(cfg.out, checkpoint=CHECKPOINT)
-    if cfg.resume and status == "started":
-        raise runs.RunError(f"--out {cfg.out} holds a run without a checkpoint: use a new --out")
+    if cfg.resume and status in ("absent", "empty", "foreign"):
+        raise runs.RunError(
+            f"--resume --out {str(cfg.out)!r}: no run to resume there ({status}); "
+            "start one without --resume"
+        )
+    if cfg.resume and status == "started":  # killed before its first checkpoint
+        return check_resumable(Path(cfg.out), cfg).restart()
     if cfg.resume and status in ("checkpointed", "done"):
         run_dir = check_resumable(Path(cfg.out), cfg)
         (run_dir.path / runs.DONE).unlink(missing_ok=True)  # `finish_run` writes it again
@@ -360,6 +367,14 @@ def start_run(cfg: TrainConfig) -> RunState:
     """Validate, open the run directory, seed, build the policy; resume or warm up."""
     era_cfg = validate(cfg)
     run_dir = open_run(cfg)
+    try:
+        return _start(cfg, era_cfg, run_dir)
+    except BaseException:
+        run_dir.discard()  # a new run that failed before its first checkpoint leaves nothing
+        raise
+
+
+def _start(cfg: TrainConfig, era_cfg: ERAConfig, run_dir: runs.Run) -> RunState:
     # Seeding: one block. numpy draws the prompts, torch samples responses.
     random.seed(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
@@ -416,16 +431,23 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
         initial=run.start,
         total=cfg.steps,
     )
-    for step in bar:
-        row = grpo_step(run, step)
-        logger.log(row)
-        bar.set_postfix(
-            acc=f"{row['accuracy']:.2f}",
-            H=f"{row['top_entropy_mean']:.2f}",
-            c=f"{row['scale_mean']:.2f}",
-        )
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save_checkpoint(run.run_dir, step, run.model, run.optimizer, run.np_rng, run.bonus.coef)
+    try:
+        for step in bar:
+            row = grpo_step(run, step)
+            logger.log(row)
+            bar.set_postfix(
+                acc=f"{row['accuracy']:.2f}",
+                H=f"{row['top_entropy_mean']:.2f}",
+                c=f"{row['scale_mean']:.2f}",
+            )
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                save_checkpoint(
+                    run.run_dir, step, run.model, run.optimizer, run.np_rng, run.bonus.coef
+                )
+    except BaseException:
+        logger.close()
+        run.run_dir.discard()  # only a new run that has no checkpoint yet
+        raise
     logger.close()
     finish_run(run)
     return run.out

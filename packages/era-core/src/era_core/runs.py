@@ -9,7 +9,11 @@ Pure Python (no framework import). A run directory holds
 * ``summary.json`` and then the marker ``DONE`` when the run is finished;
 * whatever else the app writes (metrics through :mod:`era_core.runlog`, figures).
 
-:func:`new_run` refuses a directory that is not empty; :func:`resume_run` reopens a run and
+:func:`new_run` refuses a directory that is not empty, and one it cannot create or write
+(one line naming the flag, the path and the reason; nothing is left behind). A run that never
+wrote a checkpoint (killed or failed before its first one) is started again in place with
+:meth:`Run.restart`; :meth:`Run.discard` removes a new run that failed before its first
+checkpoint. :func:`resume_run` reopens a run and
 refuses a config that differs from the stored one in any key but those that may change between
 sessions, naming the keys. Checkpoints are bytes on disk: the app passes its own
 ``serialize`` / ``deserialize`` (``torch.save``, ``pickle``, ...); the default is ``pickle``.
@@ -41,6 +45,7 @@ import json
 import os
 import pickle
 import random
+import shutil
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +172,7 @@ class Run:
         resumed: ``True`` when the run was reopened with :func:`resume_run`.
         checkpoint: the checkpoint's file name inside ``path``.
         flag: the command-line flag that named ``path`` (used in error messages).
+        created: ``True`` when :func:`new_run` created the directory itself.
     """
 
     path: Path
@@ -174,6 +180,7 @@ class Run:
     resumed: bool = False
     checkpoint: str = DEFAULT_CHECKPOINT
     flag: str = "--out"
+    created: bool = False
 
     @property
     def checkpoint_path(self) -> Path:
@@ -224,6 +231,32 @@ class Run:
         atomic_write_text(self.path / SUMMARY, text)
         atomic_write_text(self.path / DONE, "complete\n")
 
+    def restart(self) -> Run:
+        """Start a run that never wrote a checkpoint again in place, from its stored config:
+        every file in the directory is removed (it was empty when the run began) and
+        ``config.json`` is written again. Returns the new run (``resumed`` is ``False``).
+
+        Raises:
+            RunError: the run has a checkpoint or is done (resume it instead).
+        """
+        if self.has_checkpoint() or self.done:
+            raise RunError(f"{self.flag} {str(self.path)!r}: has a checkpoint; resume it instead")
+        _clear(self.path)
+        atomic_write_text(self.path / CONFIG, json.dumps(self.config, indent=2) + "\n")
+        return Run(self.path, self.config, checkpoint=self.checkpoint, flag=self.flag)
+
+    def discard(self) -> bool:
+        """Remove a new run that failed before its first checkpoint, so that nothing looks
+        like a started run: every file in the directory (it was empty when the run began) and
+        the directory itself if :func:`new_run` created it. A resumed run, or one with a
+        checkpoint or ``DONE``, is kept as it is. Returns whether anything was removed."""
+        if self.resumed or self.has_checkpoint() or self.done or not self.path.is_dir():
+            return False
+        _clear(self.path)
+        if self.created:
+            self.path.rmdir()
+        return True
+
 
 def new_run(
     path: str | os.PathLike,
@@ -233,14 +266,17 @@ def new_run(
     flag: str = "--out",
     resume_flag: str = "--resume",
 ) -> Run:
-    """Start a run in ``path`` (created; it must be missing or empty) and write ``config.json``.
+    """Start a run in ``path`` (created; it must be missing or empty) and write
+    ``config.json``.
 
     Raises:
         RunError: ``path`` is a file, or a directory that is not empty (the message says
-            whether it holds a run, to continue with ``resume_flag``, or other files).
+            whether it holds a run, to continue with ``resume_flag``, or other files), or it
+            cannot be created or written (a read-only or missing parent, a path through a
+            file); then nothing is left behind.
     """
     path = Path(path)
-    status = run_status(path, checkpoint=checkpoint)
+    status = _status_for(path, checkpoint, flag)
     if status not in ("absent", "empty"):
         if path.exists() and not path.is_dir():
             reason = "is a file, not a directory"
@@ -248,14 +284,59 @@ def new_run(
             reason = "is not empty and not a run of this app"
         else:
             reason = f"already holds a run ({status})"
+            if status == "started":
+                reason = "already holds a run that never wrote a checkpoint (started)"
         raise RunError(
             f"{flag} {str(path)!r}: {reason}; pass {resume_flag} {path} to continue a run, or "
             "choose a new or empty directory"
         )
-    path.mkdir(parents=True, exist_ok=True)
     stored = _jsonable(config)
-    atomic_write_text(path / CONFIG, json.dumps(stored, indent=2) + "\n")
-    return Run(path, stored, resumed=False, checkpoint=checkpoint, flag=flag)
+    created = _make_dirs(path, flag)
+    try:
+        atomic_write_text(path / CONFIG, json.dumps(stored, indent=2) + "\n")
+    except OSError as error:
+        for directory in created:
+            directory.rmdir()
+        raise RunError(f"{flag} {str(path)!r}: cannot write there ({_reason(error)})") from None
+    return Run(path, stored, resumed=False, checkpoint=checkpoint, flag=flag, created=bool(created))
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
+
+
+def _status_for(path: Path, checkpoint: str, flag: str) -> str:
+    """:func:`run_status`, with an unreadable or unreachable path as a :class:`RunError`."""
+    try:
+        return run_status(path, checkpoint=checkpoint)
+    except OSError as error:
+        raise RunError(f"{flag} {str(path)!r}: cannot be read ({_reason(error)})") from None
+
+
+def _make_dirs(path: Path, flag: str) -> list[Path]:
+    """Create ``path`` and its missing parents; the directories created, deepest first. On
+    failure, remove what was created and raise a :class:`RunError` with the reason."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise RunError(f"{flag} {str(path)!r}: {str(blocker)!r} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        for directory in missing:
+            if directory.is_dir():
+                directory.rmdir()
+        raise RunError(f"{flag} {str(path)!r}: cannot create it ({_reason(error)})") from None
+    return missing
+
+
+def _clear(path: Path) -> None:
+    """Remove every file and folder inside ``path``."""
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def resume_run(
