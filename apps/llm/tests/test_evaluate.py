@@ -126,3 +126,36 @@ def test_eval_bad_input_is_a_clear_error(tiny_checkpoint, tmp_path, capsys):
             main([*argv, "--out", str(tmp_path / "o")])
         assert exc.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_eval_unreadable_data_and_models_are_one_line_errors(tiny_checkpoint, tmp_path, capsys):
+    """Data that is not UTF-8, lines that are not JSON objects, a missing --data, weights that
+    are corrupt: exit 2, one line naming the argument and what is wrong, no traceback."""
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"problem": "caf\u00e9", "answer": "1"}\n'.encode("latin-1"))
+    listed = tmp_path / "listed.jsonl"
+    listed.write_text('{"problem": "1+1?", "answer": "2"}\n[1, 2]\n')
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for file in tiny_checkpoint.iterdir():
+        (corrupt / file.name).write_bytes(file.read_bytes())
+    weights = next(p for p in corrupt.iterdir() if p.suffix in {".safetensors", ".bin"})
+    weights.write_bytes(weights.read_bytes()[:100])
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"problem": "1+1?", "answer": "2"}\n')
+    model = ["--model", str(tiny_checkpoint)]
+    cases = [
+        ([*model, "--data", str(latin)], "latin.jsonl: not UTF-8 text"),
+        ([*model, "--data", str(listed)], "listed.jsonl: line 2 holds a JSON list, not an object"),
+        (model, "era-llm-eval-convert"),
+        (["--model", str(corrupt), "--data", str(good)], "the checkpoint cannot be loaded"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2, err
+        last = err.strip().splitlines()[-1]  # argparse: the usage, then one error line
+        assert last.startswith("era-llm-eval: error: ") and message in last, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "o").exists()

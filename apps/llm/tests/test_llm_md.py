@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from era_llm_app.config import build_parser as train_parser
 from era_llm_app.evaluate import build_parser as eval_parser
+from era_llm_app.math_data import build_parser as convert_parser
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "llm.md"
 TEXT = DOC.read_text()
@@ -17,7 +18,7 @@ def _options(parser) -> set[str]:
 
 
 def test_every_flag_in_the_docs_exists():
-    known = _options(train_parser()) | _options(eval_parser())
+    known = _options(train_parser()) | _options(eval_parser()) | _options(convert_parser())
     mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", TEXT)) - UV_FLAGS
     assert mentioned, "no flags found"
     assert mentioned <= known, sorted(mentioned - known)

@@ -1,7 +1,9 @@
-"""The console scripts: ``era-llm-train`` (one run, or ``--compare``) and ``era-llm-eval``.
+"""The console scripts: ``era-llm-train`` (one run, or ``--compare``), ``era-llm-eval`` and
+``era-llm-eval-convert``.
 
 This module only parses and dispatches: a training run is `era_llm_app.train.train`, the
-comparison `era_llm_app.compare.run_comparison`, the evaluation `era_llm_app.evaluate`. Bad input
+comparison `era_llm_app.compare.run_comparison`, the evaluation `era_llm_app.evaluate`, the
+conversion of evaluation sets `era_llm_app.math_data`. Bad input
 (a ValueError, a missing file, an existing run, a missing optional dependency) becomes one line
 on stderr and exit code 2.
 """
@@ -10,12 +12,12 @@ from __future__ import annotations
 
 import sys
 
-from era_llm_app import evaluate
+from era_llm_app import evaluate, math_data
 from era_llm_app.compare import run_comparison
 from era_llm_app.config import build_parser, compare_options, config_from_args
 from era_llm_app.train import train
 
-__all__ = ["eval_main", "main"]
+__all__ = ["convert_main", "eval_main", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 def eval_main(argv: list[str] | None = None) -> int:
     """``era-llm-eval`` (see `era_llm_app.evaluate`)."""
     return evaluate.main(argv)
+
+
+def convert_main(argv: list[str] | None = None) -> int:
+    """``era-llm-eval-convert`` (see `era_llm_app.math_data`)."""
+    return math_data.main(argv)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def load_checkpoint(path: str | os.PathLike, *, dtype: torch.dtype | None = None
     """``(model, tokenizer)`` from a local Hugging Face checkpoint directory.
 
     Raises `FileNotFoundError` naming the path when it does not exist or has no ``config.json``
-    (we never download: a hub name is not a path).
+    (we never download: a hub name is not a path), and `ValueError` when its weights, config or
+    tokenizer cannot be loaded (a corrupt or truncated file).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -46,8 +47,14 @@ def load_checkpoint(path: str | os.PathLike, *, dtype: torch.dtype | None = None
         raise FileNotFoundError(f"--model {path}: not a checkpoint (no config.json in it)")
     quiet_transformers()
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as error:  # corrupt weights, a bad config, a missing tokenizer: all one fault
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(
+            f"--model {path}: the checkpoint cannot be loaded ({type(error).__name__}: {first})"
+        ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from era_llm.era import ERAConfig
 from era_llm.losses import LOSS_NAMES
 from era_llm.rollout import ROLLOUT_KINDS
 from era_llm.toy import ArithmeticTask, Problem
+from era_llm_app.jsonl import read_objects
 
 __all__ = [
     "ERA_FLAGS",
@@ -253,25 +253,15 @@ def era_config(cfg: TrainConfig) -> ERAConfig:
 
 def load_jsonl_problems(path: str) -> list[Problem]:
     """Rows ``{"prompt": ..., "answer": ...}``; a missing file/field is a clear error."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"--data {path}: no such file")
     problems = []
-    with p.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"--data {path}: line {lineno} is not JSON ({exc})") from exc
-            missing = [k for k in ("prompt", "answer") if row.get(k) in (None, "")]
-            if missing:
-                raise ValueError(
-                    f"--data {path}: line {lineno} lacks field(s) {missing}; every row needs "
-                    f"'prompt' and 'answer' (got {sorted(row)})"
-                )
-            problems.append(Problem(str(row["prompt"]), str(row["answer"])))
+    for lineno, row in read_objects(path):
+        missing = [k for k in ("prompt", "answer") if row.get(k) in (None, "")]
+        if missing:
+            raise ValueError(
+                f"--data {path}: line {lineno} lacks field(s) {missing}; every row needs "
+                f"'prompt' and 'answer' (got {sorted(row)})"
+            )
+        problems.append(Problem(str(row["prompt"]), str(row["answer"])))
     if not problems:
         raise ValueError(f"--data {path}: no rows")
     return problems

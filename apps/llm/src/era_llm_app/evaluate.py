@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -42,6 +42,8 @@ from era_core.runlog import atomic_write_text
 from era_llm.rollout import ROLLOUT_KINDS, make_rollout
 from era_llm.verify import MissingFieldError, math_eval_item, math_reward
 from era_llm_app.common import load_checkpoint
+from era_llm_app.jsonl import read_objects
+from era_llm_app.math_data import DATA_HINT
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 # A format string: the question, then the instruction (its braces doubled).
@@ -83,7 +85,12 @@ class EvalConfig:
     """One evaluation; one ``era-llm-eval`` flag per field (but ``top_p``)."""
 
     model: str = _opt(help="local checkpoint directory (save_pretrained)")
-    data: list[str] = field(metadata=option("JSONL set(s), e.g. .../math-eval/math500.jsonl"))
+    data: list[str] = field(
+        metadata=option(
+            "JSONL set(s), e.g. path/to/math-eval/math500.jsonl (make them with "
+            "era-llm-eval-convert)"
+        )
+    )
     out: str = _opt("runs/eval", "results directory")
     mode: str = _opt(
         "greedy",
@@ -113,20 +120,14 @@ class EvalConfig:
 
 def load_items(path: str, limit: int | None) -> list[tuple[str, str]]:
     """(question, reference) pairs; a missing file or field is a clear error."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"--data {path}: no such file")
     items = []
-    with p.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                items.append(math_eval_item(json.loads(line)))
-            except (MissingFieldError, json.JSONDecodeError) as exc:
-                raise ValueError(f"--data {path}: line {lineno}: {exc}") from exc
-            if limit is not None and len(items) >= limit:
-                break
+    for lineno, row in read_objects(path):
+        try:
+            items.append(math_eval_item(row))
+        except MissingFieldError as exc:
+            raise ValueError(f"--data {path}: line {lineno}: {exc}") from None
+        if limit is not None and len(items) >= limit:
+            break
     if not items:
         raise ValueError(f"--data {path}: no rows")
     return items
@@ -271,11 +272,21 @@ def validate(cfg: EvalConfig) -> None:
             raise FileNotFoundError(f"--data {p}: no such file")
 
 
+class _EvalParser(argparse.ArgumentParser):
+    """An argparse parser whose error for a missing ``--data`` says where the sets come from."""
+
+    def error(self, message: str) -> NoReturn:
+        if "--data" in message and "required" in message:
+            message = f"{message}. {DATA_HINT}"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``era-llm-eval`` parser, generated from `EvalConfig` (`era_core.cli`)."""
-    parser = argparse.ArgumentParser(
+    parser = _EvalParser(
         prog="era-llm-eval",
         description="mean@k / pass@k on math sets (math-verify grading), greedy or sampled.",
+        epilog=DATA_HINT,
     )
     add_dataclass_arguments(parser, EvalConfig)
     return parser
