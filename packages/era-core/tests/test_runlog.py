@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -123,3 +124,57 @@ def test_tensorboard_events_hold_the_scalars(tmp_path):
         scalars += [(event.step, v.tag, v.simple_value) for v in event.summary.value]
     assert [(s, t) for s, t, _ in scalars] == [(0, "loss"), (1, "loss"), (2, "loss")]
     assert scalars[2][2] == pytest.approx(1 / 3)
+
+
+def _scalars(directory):
+    from tensorboardX.proto import event_pb2
+
+    scalars = []
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data, offset = path.read_bytes(), 0
+        while offset < len(data):
+            length = int.from_bytes(data[offset : offset + 8], "little")
+            event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 16 + length
+            scalars += [(event.step, v.tag) for v in event.summary.value]
+    return scalars
+
+
+def test_tensorboard_rows_are_on_disk_before_close(tmp_path):
+    """A process killed after logging leaves every logged step in its events file."""
+    pytest.importorskip("tensorboardX")
+    log = MetricsLogger(tmp_path)
+    for step in range(3):
+        log.log({"step": step, "loss": 1.0})
+    assert _scalars(tmp_path / "tb") == [(0, "loss"), (1, "loss"), (2, "loss")]
+    log.close()
+
+
+def test_resume_keeps_nan_as_nan_in_csv(tmp_path):
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    rows = [{"step": s, "loss": float("nan") if s == 1 else 0.5, "x": -math.inf} for s in range(4)]
+    with MetricsLogger(full, tensorboard=False) as log:
+        for row in rows:
+            log.log(row)
+    with MetricsLogger(resumed, tensorboard=False) as log:
+        for row in rows[:3]:
+            log.log(row)
+    with MetricsLogger(resumed, tensorboard=False, resume_step=2) as log:
+        assert math.isnan(log.rows[1]["loss"]) and log.rows[0]["x"] == -math.inf
+        log.log(rows[3])
+    for name in ("metrics.csv", "metrics.jsonl"):
+        assert (full / name).read_text() == (resumed / name).read_text()
+    assert read_csv(resumed / "metrics.csv")[1]["loss"] == "nan"
+
+
+def test_reopening_finished_metrics_rewrites_nothing(tmp_path):
+    with MetricsLogger(tmp_path, tensorboard=False) as log:
+        for step in range(3):
+            log.log({"step": step, "v": float("nan")})
+    files = [tmp_path / "metrics.csv", tmp_path / "metrics.jsonl"]
+    stamps = [os.stat(f).st_mtime_ns for f in files]
+    inodes = [os.stat(f).st_ino for f in files]
+    with MetricsLogger(tmp_path, tensorboard=False, resume_step=2):
+        pass
+    assert [os.stat(f).st_mtime_ns for f in files] == stamps
+    assert [os.stat(f).st_ino for f in files] == inodes

@@ -9,12 +9,15 @@ A run directory written by :class:`MetricsLogger` holds
   (non-finite floats are written as ``null``);
 * ``metrics.csv``: the same rows; its columns are the union of the keys seen so far, in order
   of first appearance (the file is rewritten when a new key shows up);
-* ``tb/``: TensorBoard scalars, one tag per numeric key, at the row's ``step``.
+* ``tb/``: TensorBoard scalars, one tag per numeric key, at the row's ``step``; each row's
+  event is on disk when :meth:`MetricsLogger.log` returns.
 
 Resuming: ``MetricsLogger(run_dir, resume_step=N)`` keeps only the rows whose step is at most
 ``N`` (what the checkpoint at step ``N`` promised) and continues from there, so a resumed run's
-files equal those of a run that was never interrupted. TensorBoard is told to purge its later
-events (``purge_step``).
+files equal those of a run that was never interrupted (NaN and inf, ``null`` in the JSON
+lines, are read back from the CSV). TensorBoard is told to purge its later events (a
+session-start marker at step ``N + 1``). Reopening files that would not change rewrites
+nothing.
 
 >>> import tempfile, pathlib
 >>> run = pathlib.Path(tempfile.mkdtemp())
@@ -32,12 +35,14 @@ events (``purge_step``).
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import math
 import numbers
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -120,6 +125,66 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+_NON_FINITE = ("nan", "inf", "-inf")
+
+
+class _EventFile:
+    """A TensorBoard events file written synchronously (tensorboardX's record format).
+
+    Each :meth:`scalars` call is one event, written and flushed before it returns, so a process
+    killed at any point leaves every logged step in the file (tensorboardX's ``SummaryWriter``
+    queues events for a background thread, which a killed process never drains). With
+    ``purge_step``, the file starts with the session-start marker that makes TensorBoard drop
+    the events at and after that step in older files of the directory (a resumed run's steps
+    replace those its killed predecessor logged after its last checkpoint).
+    """
+
+    def __init__(self, directory: Path, *, purge_step: int | None = None) -> None:
+        from tensorboardX.event_file_writer import EventsWriter
+
+        # generated protobuf modules: their classes are not visible to a type checker
+        event_pb2: Any = importlib.import_module("tensorboardX.proto.event_pb2")
+        self._event_pb2 = event_pb2
+        self._summary_pb2: Any = importlib.import_module("tensorboardX.proto.summary_pb2")
+        directory.mkdir(parents=True, exist_ok=True)
+        # EventsWriter names files by the second and host; the suffix keeps two runs of one
+        # second (a kill and an immediate resume) in two files.
+        self._file = EventsWriter(str(directory / "events"), f".{os.getpid()}.{time.time_ns()}")
+        if purge_step is not None:
+            start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+            self._write(event_pb2.Event(step=purge_step, session_log=start))
+
+    def _write(self, event: Any) -> None:
+        event.wall_time = time.time()
+        self._file.write_event(event)
+        self._file.flush()
+
+    def scalars(self, step: int, values: Mapping[str, float | int]) -> None:
+        if not values:
+            return
+        summary = self._summary_pb2.Summary(
+            value=[
+                self._summary_pb2.Summary.Value(tag=key, simple_value=float(value))
+                for key, value in values.items()
+            ]
+        )
+        self._write(self._event_pb2.Event(step=step, summary=summary))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """:func:`atomic_write_text`, unless ``path`` already holds exactly ``text`` (so reopening
+    a finished run's metrics rewrites nothing)."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    atomic_write_text(path, text)
+
+
 class MetricsLogger:
     """Append metric rows to ``metrics.csv``, ``metrics.jsonl`` and TensorBoard in ``directory``.
 
@@ -157,20 +222,16 @@ class MetricsLogger:
                 for row in read_jsonl(self.jsonl_path)
                 if row.get(step_key) is None or row[step_key] <= resume_step
             ]
+            self._restore_non_finite()
         self._columns: list[str] = []
         for row in self._rows:
             self._add_columns(row)
         self._rewrite_jsonl()
         self._rewrite_csv()
-        self._writer = None
-        if tensorboard:
-            try:
-                from tensorboardX import SummaryWriter
-            except ImportError:
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                purge = None if resume_step is None else int(resume_step) + 1
-                self._writer = SummaryWriter(str(self.directory / "tb"), purge_step=purge)
+        self._writer: _EventFile | None = None
+        if tensorboard and importlib.util.find_spec("tensorboardX") is not None:
+            purge = None if resume_step is None else int(resume_step) + 1
+            self._writer = _EventFile(self.directory / "tb", purge_step=purge)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -182,9 +243,23 @@ class MetricsLogger:
         self._columns.extend(new)
         return bool(new)
 
+    def _restore_non_finite(self) -> None:
+        """Put back the NaN / inf values that ``metrics.jsonl`` holds as ``null`` (JSON has no
+        NaN), from ``metrics.csv``, which keeps them, so that a resumed run's files equal an
+        uninterrupted run's."""
+        if not self.csv_path.exists():
+            return
+        with self.csv_path.open(encoding="utf-8", newline="") as handle:
+            written = list(csv.DictReader(handle))
+        for row, text in zip(self._rows, written, strict=False):
+            for key, value in row.items():
+                cell = (text.get(key) or "").strip().lower()
+                if value is None and cell in _NON_FINITE:
+                    row[key] = float(cell)
+
     def _rewrite_jsonl(self) -> None:
         text = "".join(self._json_line(row) for row in self._rows)
-        atomic_write_text(self.jsonl_path, text)
+        _write_if_changed(self.jsonl_path, text)
 
     def _rewrite_csv(self) -> None:
         buffer = io.StringIO()
@@ -192,7 +267,7 @@ class MetricsLogger:
         if self._columns:
             writer.writeheader()
         writer.writerows(self._rows)
-        atomic_write_text(self.csv_path, buffer.getvalue())
+        _write_if_changed(self.csv_path, buffer.getvalue())
 
     @staticmethod
     def _json_line(row: Mapping[str, Any]) -> str:
@@ -218,10 +293,12 @@ class MetricsLogger:
         if self._writer is not None:
             step = clean.get(self.step_key)
             step = int(step) if isinstance(step, (int, float)) else len(self._rows) - 1
-            for key, value in clean.items():
-                if key == self.step_key or isinstance(value, (bool, str)) or value is None:
-                    continue
-                self._writer.add_scalar(key, value, step)
+            scalars = {
+                key: value
+                for key, value in clean.items()
+                if key != self.step_key and not isinstance(value, (bool, str)) and value is not None
+            }
+            self._writer.scalars(step, scalars)
 
     def flush(self) -> None:
         if self._writer is not None:
