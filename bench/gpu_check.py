@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -113,6 +114,11 @@ def stop(proc: subprocess.Popen) -> None:
             continue
 
 
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_section(section: str, out: Path, dry_run: bool, timeout: float, logs: Path) -> None:
     """Run one section in its own process group, stop it after ``timeout`` s, and complete
     its JSON with status, times, exit code and the tail of its log."""
@@ -121,7 +127,7 @@ def run_section(section: str, out: Path, dry_run: bool, timeout: float, logs: Pa
     cmd = [sys.executable, str(SCRIPT), "--section", section, "--out", str(out)]
     cmd += ["--dry-run"] if dry_run else []
     print(f"== {section}: budget {timeout:.0f} s", flush=True)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), children_cpu_s()
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             cmd,
@@ -137,7 +143,7 @@ def run_section(section: str, out: Path, dry_run: bool, timeout: float, logs: Pa
         except subprocess.TimeoutExpired:
             stop(proc)
             timed_out = True
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, children_cpu_s() - cpu_start
     tail = log_path.read_text(errors="replace").splitlines()
     report = common.Report.load(out, section, dry_run)
     if timed_out:
@@ -148,6 +154,7 @@ def run_section(section: str, out: Path, dry_run: bool, timeout: float, logs: Pa
         report.extra.setdefault("error", "\n".join(tail[-PRINT_TAIL_LINES:]))
     report.extra.update(
         wall_s=round(wall, 1),
+        cpu_s=round(cpu, 1),
         timeout_s=round(timeout, 3),
         returncode=proc.returncode,
         log_tail=tail[-LOG_TAIL_LINES:],
@@ -155,7 +162,7 @@ def run_section(section: str, out: Path, dry_run: bool, timeout: float, logs: Pa
     report.save()
     for line in tail[-PRINT_TAIL_LINES:]:
         print(f"   {section}| {line}")
-    print(f"== {section}: {report.status} in {wall:.1f} s", flush=True)
+    print(f"== {section}: {report.status} in {wall:.1f} s ({cpu:.1f} s CPU)", flush=True)
 
 
 def section_main(section: str, out: Path, dry_run: bool) -> int:

@@ -167,7 +167,7 @@ def run(report: Report) -> None:
         raise RuntimeError(f"JAX's default device is {device.platform}, not a GPU")
     peak = cst.matmul_peak(quick=dry)
     report.results["matmul_peak_flops"] = peak
-    report.notes.append(f"float32 matmul peak measured by JAX: {peak / 1e12:.1f} TFLOP/s")
+    report.notes.append(f"float32 matmul peak measured by JAX: {peak / 1e9:,.0f} GFLOP/s")
     report.save()
     one_seed = measure_learners(report, hidden, n, reps)
     report.save()

@@ -23,9 +23,16 @@ def test_dry_run_of_the_llm_section(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(tmp_path),
          "--only", ",".join(sections), "--dry-run"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=1300,
     )  # fmt: skip
     assert common.output_problems(tmp_path, sections) == [], proc.stdout[-4000:]
     assert proc.returncode == 0, proc.stdout[-4000:]
     data = json.loads((tmp_path / "llm.json").read_text())
     assert data["dry_run"] and data["tables"] and data["headline"]
+    grpo = data["results"]["grpo"]
+    assert set(grpo) == {"grpo+era", "grpo"} and all(g["step_s"] > 0 for g in grpo.values())
+    cases = {c["case"]: c for c in data["results"]["logprobs"]["cases"]}
+    timed = {"ours ERA", "naive ERA", "ours plain", "ours ERA from hidden",
+             "naive ERA from hidden", "ours ERA, eager"}  # fmt: skip
+    assert all(cases[c]["time_s"] > 0 for c in timed), cases
+    assert all("CUDA only" in cases[c]["skipped"] for c in set(cases) - timed)

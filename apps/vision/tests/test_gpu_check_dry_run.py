@@ -23,9 +23,13 @@ def test_dry_run_of_the_vision_section(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(tmp_path),
          "--only", ",".join(sections), "--dry-run"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=1300,
     )  # fmt: skip
     assert common.output_problems(tmp_path, sections) == [], proc.stdout[-4000:]
     assert proc.returncode == 0, proc.stdout[-4000:]
     data = json.loads((tmp_path / "vision.json").read_text())
     assert data["dry_run"] and data["tables"] and data["headline"]
+    for model in ("test_resnet", "test_vit"):
+        arms = data["results"][model]["arms"]
+        assert set(arms) == {"plain", "era-paper", "era-exact"}
+        assert all(a["step_s"] > 0 and a["peak_bytes"] > 0 for a in arms.values())
