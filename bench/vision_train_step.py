@@ -102,7 +102,9 @@ class Arm:
     peak_bytes: int = 0
 
 
-def build_arms(case: Case, device: torch.device, channels_last: bool) -> list[Arm]:
+def build_arms(
+    case: Case, device: torch.device, channels_last: bool, compile: bool = False
+) -> list[Arm]:
     torch.manual_seed(0)
     plain = timm.create_model(case.model, num_classes=NUM_CLASSES, **case.kwargs)
     arms = []
@@ -114,6 +116,8 @@ def build_arms(case: Case, device: torch.device, channels_last: bool) -> list[Ar
         if channels_last:
             model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        if compile:  # forward and backward through torch.compile (the optimizer stays eager)
+            model = torch.compile(model)
         arms.append(Arm(name, model, optimizer))
     return arms
 
@@ -173,8 +177,15 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def measure(case: Case, device: torch.device, amp: bool, channels_last: bool, sample_s: float):
-    arms = build_arms(case, device, channels_last)
+def measure(
+    case: Case,
+    device: torch.device,
+    amp: bool,
+    channels_last: bool,
+    sample_s: float,
+    compile: bool = False,
+):
+    arms = build_arms(case, device, channels_last, compile)
     g = torch.Generator().manual_seed(1)
     images = torch.randn(case.batch, 3, case.img_size, case.img_size, generator=g).to(device)
     if channels_last:

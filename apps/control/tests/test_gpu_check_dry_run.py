@@ -1,0 +1,38 @@
+"""bench/gpu_check.py --dry-run, sections env and control: the GPU check's code at toy sizes on the CPU.
+
+The check runs on a GPU machine only now and then; this keeps its control section working in
+between. It also fails when the section's own code imports a third-party module outside the
+section's list (what the GPU machine has, or what tools/make_device_bundle.py carries there).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import gpu_check_common as common  # noqa: E402
+
+
+def test_dry_run_of_the_control_section(tmp_path):
+    sections = ["env", "control"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(tmp_path),
+         "--only", ",".join(sections), "--dry-run"],
+        capture_output=True, text=True, timeout=1300,
+    )  # fmt: skip
+    assert common.output_problems(tmp_path, sections) == [], proc.stdout[-4000:]
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    data = json.loads((tmp_path / "control.json").read_text())
+    assert data["dry_run"] and data["tables"] and data["headline"]
+    learners = data["results"]["learners"]
+    assert {"sac", "sac-era"} <= set(learners)
+    assert all(v["updates_per_s"] > 0 and v["flops"] > 0 for v in learners.values())
+    assert set(data["results"]["seeds"]) == {"1", "2"}
+    assert data["results"]["seeds"]["1"]["vs_one"] == 1.0
+    fast = data["results"]["fast"]  # measured, or skipped with its reason
+    assert "skipped" in fast or all("updates_per_s" in v or "error" in v for v in fast.values())
