@@ -139,6 +139,21 @@ def test_old_logprobs_use_the_same_scale(tmp_path):
     torch.testing.assert_close(new[m], out["old_per_token_logps"][m], atol=1e-5, rtol=1e-5)
 
 
+def test_fractional_advantages_are_scaled(tmp_path):
+    """Guards defect 11 in the TRL path: with ``scale_rewards="none"`` TRL's advantages are
+    ``r - mean`` of rewards in [0, 1], so every positive one is in (0, 1); each is sharpened
+    (band above every entropy), the others keep c = 1."""
+    trainer = make_trainer(tmp_path, ERAConfig(low=50.0, high=60.0), scale_rewards="none")
+    trainer.model.train()
+    out = trainer._generate_and_score_completions([{"prompt": p} for p in ["12+3=", "4*5="] * 2])
+    adv = out["advantages"]
+    assert adv.is_floating_point() and bool((adv.abs() < 1).all())
+    positive = adv > 0
+    assert bool(positive.any()), adv
+    assert torch.all(out["era_scale"][positive] == 2.0)
+    assert torch.all(out["era_scale"][~positive] == 1.0)
+
+
 def test_era_config_type_is_checked(tmp_path):
     with pytest.raises(TypeError, match="era_config must be an ERAConfig"):
         make_trainer(tmp_path, {"low": 0.1})

@@ -105,6 +105,21 @@ def test_per_sample_temperature_reproduces_the_era_policy():
     torch.testing.assert_close(new_adv, res.advantages)
 
 
+def test_apply_era_scales_fractional_advantages():
+    """Guards defect 11 in the verl path: token advantages in (0, 1), as verl's GRPO writes
+    them for a group like [1, 0, 1] (0.577), are sharpened below the band; integer ones are
+    refused."""
+    mask = torch.ones(3, 4)
+    mask[2, 3] = 0
+    ent = torch.full((3, 4), 0.1)
+    adv = torch.tensor([0.577, 0.2, -0.9])[:, None] * mask
+    _, per_t, scale, _ = era_verl.apply_era(ent, mask, adv, ERAConfig(), temperature=1.0)
+    assert scale.tolist() == [2.0, 2.0, 1.0]
+    torch.testing.assert_close(per_t, torch.tensor([0.5, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="floating-point"):
+        era_verl.apply_era(ent, mask, adv.long(), ERAConfig())
+
+
 def test_forking_zeroes_low_entropy_advantages():
     gen = torch.Generator().manual_seed(4)
     ent = torch.rand(4, 10, generator=gen)
