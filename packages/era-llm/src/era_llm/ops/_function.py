@@ -14,6 +14,7 @@ recomputed softmax matches the saved log-partition.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,9 @@ class Request:
     inv_temperature: float
     entropy: bool
     scaled_entropy: bool
+    # entered around backward's recomputation (the caller holds it around the forward call):
+    # e.g. a DeepSpeed ZeRO-3 gather of the head weight, which is empty outside it
+    backward_context: Callable[[], AbstractContextManager[Any]] | None = None
 
 
 def _chunk_scale(
@@ -149,31 +153,47 @@ class ChunkedLogprobs(torch.autograd.Function):
         _grad_entropy: torch.Tensor | None,
         _grad_scaled_entropy: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
-        labels, flat_mask, log_partition, scale_rows, top_indices, *inputs = ctx.saved_tensors
+        inputs = list(ctx.saved_tensors[5:])
         request: Request = ctx.request
         needs_grad = tuple(ctx.needs_input_grad[4:])
         no_grads = (None,) * 4
         if grad_logprobs is None or not any(needs_grad):
             return (*no_grads, *(None,) * len(inputs))
-        seq_len = ctx.seq_len
-        source: RowSource = request.source(*inputs, flat=request.plan.flat)
-        source.start_backward(needs_grad)
-        g = torch.where(flat_mask, grad_logprobs.reshape(-1).float(), 0.0)
-        g = g * request.inv_temperature
-        workspace = request.kernels.workspace(request.plan.max_rows, source.vocab, labels.device)
-        with ctx.autocast.replay():  # the logits are recomputed as forward computed them
-            for chunk in request.plan.chunks:
-                tokens = chunk.tokens(seq_len)
-                grad_logits = request.kernels.backward(
-                    source.logits(chunk),
-                    labels[tokens],
-                    _chunk_scale(chunk, scale_rows, tokens),
-                    log_partition[tokens],
-                    top_indices[tokens] if top_indices is not None else None,
-                    g[tokens],
-                    inv_temperature=request.inv_temperature,
-                    out_dtype=source.grad_dtype,
-                    workspace=workspace,
-                )
-                source.add_gradient(chunk, grad_logits)
-        return (*no_grads, *source.gradients())
+        with ExitStack() as stack:
+            if request.backward_context is not None:
+                stack.enter_context(request.backward_context())
+            stack.enter_context(ctx.autocast.replay())  # logits recomputed as forward made them
+            grads = _backward_chunks(ctx, request, grad_logprobs, needs_grad, inputs)
+        return (*no_grads, *grads)
+
+
+def _backward_chunks(
+    ctx: Any,
+    request: Request,
+    grad_logprobs: torch.Tensor,
+    needs_grad: tuple[bool, ...],
+    inputs: list[torch.Tensor | None],
+) -> tuple[torch.Tensor | None, ...]:
+    """Each chunk's logits recomputed from the source, their gradient handed back to it."""
+    labels, flat_mask, log_partition, scale_rows, top_indices = ctx.saved_tensors[:5]
+    seq_len = ctx.seq_len
+    source: RowSource = request.source(*inputs, flat=request.plan.flat)
+    source.start_backward(needs_grad)
+    g = torch.where(flat_mask, grad_logprobs.reshape(-1).float(), 0.0)
+    g = g * request.inv_temperature
+    workspace = request.kernels.workspace(request.plan.max_rows, source.vocab, labels.device)
+    for chunk in request.plan.chunks:
+        tokens = chunk.tokens(seq_len)
+        grad_logits = request.kernels.backward(
+            source.logits(chunk),
+            labels[tokens],
+            _chunk_scale(chunk, scale_rows, tokens),
+            log_partition[tokens],
+            top_indices[tokens] if top_indices is not None else None,
+            g[tokens],
+            inv_temperature=request.inv_temperature,
+            out_dtype=source.grad_dtype,
+            workspace=workspace,
+        )
+        source.add_gradient(chunk, grad_logits)
+    return source.gradients()
