@@ -121,32 +121,16 @@ def llm(session: nox.Session) -> None:
     package_tests(session, "llm")
 
 
-# verl's V1 trainer (which the `era_sync` trainer extends) needs verl's `verl-core` extra:
-# TransferQueue and tensordict >= 0.10. Locking them would move packaging and tensordict for the
-# whole workspace, so this session adds them, pinned, on top of the locked era-llm environment.
-VERL_CORE_EXTRAS = ("transferqueue==0.1.11", "tensordict==0.10.0")
-
-
-def locked_version(name: str) -> str:
-    import tomllib
-
-    lock = tomllib.loads((Path(__file__).parent / "uv.lock").read_text())
-    return next(p["version"] for p in lock["package"] if p["name"] == name)
-
-
 @nox.session(name="llm-verl")
 def llm_verl(session: nox.Session) -> None:
     """era-llm's verl integration inside verl's V1 trainer: a real TransferQueue on local Ray.
 
-    The locked era-llm environment plus `verl[verl-core]` at the locked verl version, with
-    TransferQueue and tensordict pinned (not in uv.lock, see VERL_CORE_EXTRAS).
+    era-llm with its `verl-core` extra, from uv.lock like every session: verl's `verl-core`
+    extra (TransferQueue, tensordict >= 0.10) and the test tools. That extra is locked in a fork
+    of its own (declared in conflict with `test` in packages/era-llm/pyproject.toml), because it
+    needs packaging < 26 and tensordict 0.10 while the rest of the workspace keeps its pins.
     """
-    sync(session, "--package", "era-llm", "--extra", "test")
-    pins = [f"verl[verl-core]=={locked_version('verl')}", *VERL_CORE_EXTRAS]
-    pins += [f"{name}=={locked_version(name)}" for name in ("torch", "transformers")]
-    session.run_install(
-        "uv", "pip", "install", "--python", session.virtualenv.location, *pins, external=True
-    )
+    sync(session, "--package", "era-llm", "--extra", "verl-core")
     session.run(
         "pytest",
         "packages/era-llm/tests/test_verl.py",

@@ -46,3 +46,13 @@ def test_eps_is_added_to_the_std():
 def test_bad_input(rewards, group_size, match):
     with pytest.raises(ValueError, match=match):
         group_advantages(rewards, group_size)
+
+
+def test_integer_rewards_give_floating_point_advantages():
+    """Guards defect 11 (fractional advantages): integer rewards (a verifier's 0/1) give float
+    advantages, so a response with 0 < A < 1 keeps its sign for ERA's ``A > 0`` test."""
+    adv, keep = group_advantages(torch.tensor([0, 1, 1, 1, 1, 1]), 3)
+    assert adv.is_floating_point()
+    want, _ = group_advantages(torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0, 1.0]), 3)
+    torch.testing.assert_close(adv, want)
+    assert 0 < float(adv[1]) < 1 and keep.tolist() == [True] * 3 + [False] * 3

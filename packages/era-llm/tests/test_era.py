@@ -159,3 +159,21 @@ def test_stats_are_0d_tensors_on_the_input_device():
 def test_stats_of_a_batch_without_tokens_are_zero():
     res = era_scales(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2))
     assert set(stats_to_floats(res.stats).values()) == {0.0}
+
+
+@pytest.mark.parametrize("adv_scale", [False, True])
+def test_fractional_advantages_are_scaled(adv_scale):
+    """Guards defect 11: advantages in (0, 1) are positive for the sign test (sharpened below
+    the band, flattened above it); integer advantages, which would have rounded them to 0, are
+    refused with a ValueError."""
+    ent = torch.tensor([[0.1, 0.2, 0.1, 0.1], [5.0, 4.0, 6.0, 5.0], [0.1, 0.1, 0.1, 0.1]])
+    mask = torch.ones(3, 4)
+    adv = torch.tensor([0.3, 0.7, -0.4])
+    res = era_scales(ent, mask, adv, ERAConfig(adv_scale=adv_scale))
+    assert res.scale.tolist() == [2.0, 0.5, 1.0]
+    want = adv / res.scale if adv_scale else adv
+    torch.testing.assert_close(res.advantages, want)
+    token_adv = adv[:, None].expand(3, 4).contiguous()
+    assert era_scales(ent, mask, token_adv).scale.tolist() == [2.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match="advantages must be a floating-point tensor"):
+        era_scales(ent, mask, torch.tensor([1, 1, 0]))

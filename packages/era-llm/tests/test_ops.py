@@ -477,3 +477,36 @@ def test_everything_masked_out_gives_zeros():
             assert torch.equal(t, torch.zeros(2, 3))
         (grad,) = torch.autograd.grad(out.logprobs.sum(), logits)
         assert torch.equal(grad, torch.zeros_like(logits))
+
+
+@pytest.mark.parametrize("topk", [None, 4])
+def test_autocast_backward_matches_forward_dtype(topk):
+    """Guards defect 7 (autocast): fp32 hidden states and head under bf16 autocast project in
+    bf16 in forward; backward must recompute the logits in bf16 too (the autocast state replayed,
+    as ``torch.amp.custom_fwd/custom_bwd`` do), or the recomputed softmax does not match the
+    saved log-partition. Reference: autograd through the bf16 logits autocast produces, in
+    float64 after the projection."""
+    gen = torch.Generator().manual_seed(3)
+    hidden = torch.randn(2, 6, 16, generator=gen, requires_grad=True)
+    weight = (8 * torch.randn(40, 16, generator=gen)).requires_grad_()  # logits ~ 30: bf16 shows
+    labels = torch.randint(0, 40, (2, 6), generator=gen)
+    scale = torch.tensor([2.0, 0.5])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = token_logprobs_from_hidden(hidden, weight, labels, scale=scale, topk=topk)
+    out.logprobs.sum().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = hidden @ weight.t()
+    assert z.dtype == torch.bfloat16
+    zd = z.double() * scale.double()[:, None, None]
+    if topk is not None:
+        kept = zd.topk(topk, -1).indices
+        keep = torch.zeros_like(zd, dtype=torch.bool).scatter_(-1, kept, True)
+        keep.scatter_(-1, labels[..., None], True)
+        zd = zd.masked_fill(~keep, -math.inf)
+    ref = torch.log_softmax(zd, -1).gather(-1, labels[..., None])[..., 0]
+    torch.testing.assert_close(out.logprobs.double(), ref, atol=1e-4, rtol=1e-4)
+    g_hidden, g_weight = torch.autograd.grad(ref.sum(), (hidden, weight))
+    for ours, want in ((hidden.grad, g_hidden), (weight.grad, g_weight)):
+        assert ours is not None and torch.isfinite(ours).all()
+        rel = float((ours.double() - want.double()).norm() / want.double().norm())
+        assert rel < 2e-2, rel

@@ -43,7 +43,69 @@ def test_config_parses_into_verl_dataclasses(verl_config):
     assert cfg == ERAConfig(low=0.3, high=2.5, k=3.0)
     # the raw DictConfig gives the same
     assert era_verl.era_config_from(verl_config.actor_rollout_ref.actor.policy_loss) == cfg
-    assert verl_config.trainer.v1.trainer_mode == "era_sync"
+    # ERA runs under verl's own sync mode (its literal "sync" checks pick the sync replay buffer)
+    assert verl_config.trainer.v1.trainer_mode == "sync"
+
+
+@pytest.mark.parametrize("loss_mode", ["vanilla", "gspo", "clip_cov", "kl_cov", "sapo", "dppo_tv"])
+def test_era_is_a_switch_on_any_verl_loss(compose_verl, loss_mode):
+    """Guards defect 10: ``era_enable=true`` turns ERA on for any of verl's policy losses (the
+    loss itself stays verl's), validated at config time; ``era`` / ``era_gspo`` keep working."""
+    from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+    from verl.utils.config import omega_conf_to_dataclass
+
+    assert loss_mode in POLICY_LOSS_REGISTRY
+    cfg = compose_verl(
+        0.3,
+        2.5,
+        2.0,
+        f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode}",
+        "+actor_rollout_ref.actor.policy_loss.era_enable=true",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.actor.ppo_mini_batch_size=8",
+    )
+    loss = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor).policy_loss
+    assert isinstance(loss, era_verl.ERAPolicyLossConfig)
+    assert loss.loss_mode == loss_mode and era_verl.era_enabled(loss)
+    assert era_verl.era_enabled(cfg.actor_rollout_ref.actor.policy_loss)
+    assert era_verl.era_config_from(loss) == ERAConfig(low=0.3, high=2.5, k=2.0)
+    with pytest.raises(ValueError, match="low < high"):
+        era_verl.ERAPolicyLossConfig(
+            loss_mode=loss_mode, era_enable=True, era_low=2.0, era_high=1.0
+        )
+    assert not era_verl.era_enabled(era_verl.ERAPolicyLossConfig(loss_mode=loss_mode))
+    for name in era_verl.ERA_LOSS_MODES:
+        assert era_verl.era_enabled(era_verl.ERAPolicyLossConfig(loss_mode=name))
+
+
+@pytest.mark.parametrize(
+    ("override", "setting"),
+    [
+        ("algorithm.rollout_correction.bypass_mode=true", "rollout_correction.bypass_mode"),
+        ("actor_rollout_ref.model.use_fused_kernels=true", "use_fused_kernels"),
+        ("actor_rollout_ref.actor.strategy=torchtitan", "strategy=torchtitan"),
+    ],
+)
+def test_unsupported_verl_settings_fail_at_configuration(compose_verl, override, setting):
+    """Guards defects 4 (rollout-correction bypass mode skips the entropies ERA reads) and 5
+    (engines that take only a scalar temperature): refused when the trainer is built, with one
+    line naming the setting; the same settings without ERA are verl's business."""
+    cfg = compose_verl(0.45, 3.0, 2.0, override)
+    with pytest.raises(ValueError, match=setting) as err:
+        era_verl.check_verl_config(cfg)
+    assert "\n" not in str(err.value)
+    plain = compose_verl(
+        0.45, 3.0, 2.0, override, "actor_rollout_ref.actor.policy_loss.loss_mode=vanilla"
+    )
+    era_verl.check_verl_config(plain)
+    forking = compose_verl(
+        0.45, 3.0, 2.0, override, "actor_rollout_ref.actor.policy_loss.loss_mode=forking"
+    )
+    if "bypass" in override:
+        with pytest.raises(ValueError, match=setting):
+            era_verl.check_verl_config(forking)
+    else:
+        era_verl.check_verl_config(forking)
 
 
 def test_bad_band_fails_at_config_time():
@@ -105,6 +167,21 @@ def test_per_sample_temperature_reproduces_the_era_policy():
     torch.testing.assert_close(new_adv, res.advantages)
 
 
+def test_apply_era_scales_fractional_advantages():
+    """Guards defect 11 in the verl path: token advantages in (0, 1), as verl's GRPO writes
+    them for a group like [1, 0, 1] (0.577), are sharpened below the band; integer ones are
+    refused."""
+    mask = torch.ones(3, 4)
+    mask[2, 3] = 0
+    ent = torch.full((3, 4), 0.1)
+    adv = torch.tensor([0.577, 0.2, -0.9])[:, None] * mask
+    _, per_t, scale, _ = era_verl.apply_era(ent, mask, adv, ERAConfig(), temperature=1.0)
+    assert scale.tolist() == [2.0, 2.0, 1.0]
+    torch.testing.assert_close(per_t, torch.tensor([0.5, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="floating-point"):
+        era_verl.apply_era(ent, mask, adv.long(), ERAConfig())
+
+
 def test_forking_zeroes_low_entropy_advantages():
     gen = torch.Generator().manual_seed(4)
     ent = torch.rand(4, 10, generator=gen)
@@ -131,6 +208,10 @@ def test_trainer_registered_in_verl():
     cls = get_trainer_cls("era_sync")
     assert issubclass(cls, PPOTrainerSync)
     assert cls._compute_advantage is not PPOTrainerSync._compute_advantage
+    # the ERA trainer is verl's "sync" mode itself
+    assert (
+        issubclass(cls, get_trainer_cls("sync")) and get_trainer_cls("sync") is not PPOTrainerSync
+    )
 
 
 def test_entry_point_keeps_user_overrides():

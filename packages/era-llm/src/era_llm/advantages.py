@@ -23,8 +23,9 @@ ADV_EPS = 1e-6
 def group_advantages(
     rewards: torch.Tensor, group_size: int, *, eps: float = ADV_EPS
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(advantages, keep)``: ``[B]`` advantages and a ``[B]`` bool mask of the rows whose group
-    has at least two different rewards.
+    """``(advantages, keep)``: ``[B]`` floating-point advantages and a ``[B]`` bool mask of the
+    rows whose group has at least two different rewards. Integer or bool rewards are read as
+    float32 (the advantages are never rounded: ERA's sign test ``A > 0`` sees ``0 < A < 1``).
 
     Args:
       rewards: ``[B]`` rewards, ``B = groups * group_size``, prompt-major.
@@ -44,6 +45,8 @@ def group_advantages(
             f"rewards must have shape (groups * group_size,) with group_size={group_size}, "
             f"got {tuple(rewards.shape)}"
         )
+    if not rewards.is_floating_point():
+        rewards = rewards.to(torch.float32)
     g = rewards.view(-1, group_size)
     adv = (g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + eps)
     keep = (g.max(1).values > g.min(1).values).repeat_interleave(group_size)

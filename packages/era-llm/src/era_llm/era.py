@@ -170,6 +170,8 @@ def era_scales(
       mask: ``[B, T]`` response mask (prompt and padding 0).
       advantages: ``[B]`` response advantages, or ``[B, T]`` token advantages that are constant
         over each response (GRPO's): the value at the response's first masked token is used.
+        Floating point (an integer tensor would have rounded ``0 < A < 1`` to 0, which the sign
+        test ``A > 0`` then never scales; it raises ``ValueError``).
       cfg: :class:`ERAConfig` (defaults: the paper's).
 
     Returns:
@@ -190,6 +192,11 @@ def era_scales(
         )
     batch = token_entropy.shape[0]
     valid = mask.bool()
+    if not advantages.is_floating_point():
+        raise ValueError(
+            f"advantages must be a floating-point tensor (0 < A < 1 must stay > 0), got dtype "
+            f"{advantages.dtype}"
+        )
     if advantages.shape == token_entropy.shape:
         first = torch.argmax(valid.to(torch.int8), dim=1)
         adv_resp = advantages.gather(1, first[:, None])[:, 0]

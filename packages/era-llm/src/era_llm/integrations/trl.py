@@ -43,14 +43,16 @@ Example (CPU, a tiny model built in code)::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import types
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from accelerate.utils import is_peft_model
+from torch.distributed.tensor import DTensor
 from trl.trainer.grpo_trainer import GRPOTrainer
-from trl.trainer.utils import FusedCausalLMOutput
+from trl.trainer.utils import FusedCausalLMOutput, maybe_gather_lm_head_ctx
 
 from era_llm.era import ERAConfig, era_scales, stats_to_floats
 from era_llm.ops import token_logprobs_from_hidden
@@ -75,7 +77,10 @@ _MULTIMODAL = (
 
 
 def add_era_lm_head(
-    model: PreTrainedModel, temperature: float = 1.0, compile: bool = False
+    model: PreTrainedModel,
+    temperature: float = 1.0,
+    compile: bool = False,
+    cast_lm_head_to_fp32: bool = False,
 ) -> None:
     """Let ``model(..., labels=labels, era_scale=c)`` return ERA log-probs without logits.
 
@@ -86,6 +91,12 @@ def add_era_lm_head(
     chunks from the final hidden states; labels ``-100`` are ignored. Returns TRL's
     ``FusedCausalLMOutput`` (``log_probs``, ``entropy``, ``label_mask``; ``loss`` the mean NLL).
     ``compile=True`` uses the fused ``torch.compile`` kernels of :mod:`era_llm.ops`.
+
+    Multi-GPU, as TRL's own fused head (``trl.trainer.utils.add_fused_lm_head``): an FSDP2 head
+    (``DTensor`` weight) is gathered with ``full_tensor()``; under DeepSpeed ZeRO-3 the head is
+    gathered with TRL's ``maybe_gather_lm_head_ctx`` around the forward and again around the
+    backward's recomputation; ``cast_lm_head_to_fp32`` (TRL's ``GRPOConfig`` flag, which casts
+    the head's weights to float32) projects float32 hidden states outside autocast.
     """
     text_config = model.config.get_text_config()
     for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling", "lm_head_multiplier"):
@@ -116,26 +127,45 @@ def add_era_lm_head(
         labels = labels[:, 1:]
         # a causal LM's output embedding is its lm_head Linear (transformers leaves it untyped)
         lm_head = cast("torch.nn.Linear", self.get_output_embeddings())
-        hidden = hidden.to(lm_head.weight.device)
-        labels = labels.to(lm_head.weight.device)
+        weight, bias = _full_head(lm_head)
+        hidden = hidden.to(weight.device)
+        labels = labels.to(weight.device)
         mask = labels != -100
-        out = token_logprobs_from_hidden(
-            hidden,
-            lm_head.weight,
-            labels.clamp(min=0),
-            bias=lm_head.bias,
-            scale=era_scale.to(lm_head.weight.device),
-            topk=era_topk,
-            mask=mask,
-            temperature=temperature,
-            compile=compile,
-        )
+        autocast: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if cast_lm_head_to_fp32:
+            hidden = hidden.float()
+            autocast = torch.autocast(hidden.device.type, enabled=False)
+        gather = functools.partial(maybe_gather_lm_head_ctx, weight, bias)
+        with autocast, gather():
+            out = token_logprobs_from_hidden(
+                hidden,
+                weight,
+                labels.clamp(min=0),
+                bias=bias,
+                scale=era_scale.to(weight.device),
+                topk=era_topk,
+                mask=mask,
+                temperature=temperature,
+                compile=compile,
+                backward_context=gather,
+            )
         loss = -out.logprobs.sum() / mask.sum().clamp(min=1)
         return FusedCausalLMOutput(
             loss=loss, log_probs=out.logprobs, entropy=out.entropy, label_mask=mask
         )
 
     model.forward = types.MethodType(forward, model)
+
+
+def _full_head(lm_head: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The head's weight and bias as full tensors: FSDP2 shards them as ``DTensor`` (gathered
+    here, differentiably, as TRL's fused head does); other parameters are returned as they are."""
+    weight, bias = lm_head.weight, lm_head.bias
+    if isinstance(weight, DTensor):
+        weight = weight.full_tensor()
+        if isinstance(bias, DTensor):
+            bias = bias.full_tensor()
+    return weight, bias
 
 
 class ERAGRPOTrainer(GRPOTrainer):
@@ -158,9 +188,26 @@ class ERAGRPOTrainer(GRPOTrainer):
         assert model is not None  # GRPOTrainer.__init__ always builds or receives one
         base = cast("PeftModel", model).get_base_model() if is_peft_model(model) else model
         add_era_lm_head(
-            cast("PreTrainedModel", base), temperature=self.temperature, compile=bool(era_compile)
+            cast("PreTrainedModel", base),
+            temperature=self.temperature,
+            compile=bool(era_compile),
+            cast_lm_head_to_fp32=bool(self.args.cast_lm_head_to_fp32),
         )
+        if self.beta != 0.0:
+            if self.ref_model is None:
+                raise NotImplementedError(
+                    "ERAGRPOTrainer with beta != 0 needs a reference model; a PEFT model's "
+                    "disabled adapter as the reference is not supported"
+                )
+            add_era_lm_head(
+                cast("PreTrainedModel", self.accelerator.unwrap_model(self.ref_model)),
+                temperature=self.temperature,
+                compile=bool(era_compile),
+                cast_lm_head_to_fp32=bool(self.args.cast_lm_head_to_fp32),
+            )
         self._era_scale: torch.Tensor | None = None
+        # TRL's own no-grad pass over the policy (its old log-probs), captured with entropies
+        self._era_capture: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # -- scoring --------------------------------------------------------------------------
 
@@ -173,6 +220,18 @@ class ERAGRPOTrainer(GRPOTrainer):
         batch_size: int | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        if self._era_scale is None and self._era_capture == [] and model is self.model:
+            # TRL's old-log-prob pass: the same forward at scale 1 also gives ERA's entropies
+            self._era_scale = torch.ones(input_ids.size(0), device=input_ids.device)
+            try:
+                logps, ent, aux = self._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, **kwargs
+                )
+            finally:
+                self._era_scale = None
+            assert ent is not None
+            self._era_capture.append((logps, ent))
+            return logps, ent, aux
         if self._era_scale is None:
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size, **kwargs
@@ -203,23 +262,46 @@ class ERAGRPOTrainer(GRPOTrainer):
 
     @torch.no_grad()
     def _era_pass(
-        self, ids: torch.Tensor, am: torch.Tensor, keep: int, scale: torch.Tensor
+        self,
+        ids: torch.Tensor,
+        am: torch.Tensor,
+        keep: int,
+        scale: torch.Tensor,
+        model: torch.nn.Module | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self._era_scale = scale
-        assert self.model is not None  # set by GRPOTrainer.__init__
+        model = self.model if model is None else model
+        assert model is not None  # set by GRPOTrainer.__init__
         try:
             logps, ent, _ = self._get_per_token_logps_and_entropies(
-                self.model, ids, am, keep, batch_size=self.args.per_device_train_batch_size
+                model, ids, am, keep, batch_size=self.args.per_device_train_batch_size
             )
         finally:
             self._era_scale = None
         assert ent is not None  # the ERA branch above always returns entropies
         return logps, ent
 
+    def _trl_computes_old_logps(self) -> bool:
+        """Whether TRL's ``_generate_and_score_completions`` runs its own no-grad old-log-prob pass
+        over the policy (the condition TRL tests)."""
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        return bool(
+            self.args.gradient_accumulation_steps % generate_every != 0
+            or (self.use_vllm and self.vllm_importance_sampling_correction)
+        )
+
     def _generate_and_score_completions(
         self, inputs: list[dict[str, torch.Tensor | Any]]
     ) -> dict[str, torch.Tensor | Any]:
-        output = super()._generate_and_score_completions(inputs)
+        # no-grad passes per generation batch: one for the entropies (TRL's own old-log-prob
+        # pass when it runs one, else ours), one more when a scale is not 1 and old log-probs,
+        # off-policy masking or the KL need the ERA policy's, plus the reference model's with KL
+        self._era_capture = [] if self._trl_computes_old_logps() else None
+        try:
+            output = super()._generate_and_score_completions(inputs)
+            captured = self._era_capture
+        finally:
+            self._era_capture = None
         if any(output.get(name) is not None for name in _MULTIMODAL):
             raise NotImplementedError("ERAGRPOTrainer supports text-only models")
         assert self.model is not None  # set by GRPOTrainer.__init__
@@ -230,17 +312,33 @@ class ERAGRPOTrainer(GRPOTrainer):
         mask = output["completion_mask"]
         if output.get("tool_mask") is not None:
             mask = mask * output["tool_mask"]
-        ones = torch.ones(ids.size(0), device=ids.device)
-        unscaled_logps, entropy = self._era_pass(ids, am, keep, ones)
+        if captured:
+            unscaled_logps, entropy = captured[0]
+        else:
+            ones = torch.ones(ids.size(0), device=ids.device)
+            unscaled_logps, entropy = self._era_pass(ids, am, keep, ones)
         res = era_scales(entropy, mask, output["advantages"], self.era_config)
         output["advantages"] = res.advantages
         output["era_scale"] = res.scale
-        if output.get("old_per_token_logps") is not None:
+        scaled = bool((res.scale != 1).any()) or self.era_config.logit_topk is not None
+        era_old = None
+        if output.get("old_per_token_logps") is not None or (
+            self.off_policy_mask_threshold is not None
+            and output.get("sampling_per_token_logps") is not None
+        ):
             # old log-probs under the same per-response scale (and top-k) as the update
-            if bool((res.scale == 1).all()) and self.era_config.logit_topk is None:
-                output["old_per_token_logps"] = unscaled_logps
-            else:
-                output["old_per_token_logps"] = self._era_pass(ids, am, keep, res.scale)[0]
+            era_old = self._era_pass(ids, am, keep, res.scale)[0] if scaled else unscaled_logps
+        if output.get("old_per_token_logps") is not None:
+            output["old_per_token_logps"] = era_old
+        if self.off_policy_mask_threshold is not None and era_old is not None:
+            # the off-policy mask compares the sampling policy's log-probs with the update's: both
+            # of the ERA policy (TRL's vLLM correction above compared the unscaled ones)
+            output["sampling_per_token_logps"] = era_old
+        if self.beta != 0.0 and scaled:
+            # the KL compares the update's ERA log-probs with the reference's under the same scale
+            output["ref_per_token_logps"] = self._era_pass(
+                ids, am, keep, res.scale, model=self.ref_model
+            )[0]
         for name, value in stats_to_floats(res.stats).items():  # one transfer per batch
             self._metrics[mode][f"era/{name}"].append(value)
         return output

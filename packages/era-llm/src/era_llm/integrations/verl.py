@@ -1,38 +1,45 @@
-"""ERA in an unmodified verl (>= 0.9): registered policy losses, a registered trainer, config keys.
+"""ERA in an unmodified verl (>= 0.9): a switch on any policy loss, the sync trainer, config keys.
 
-verl already has the two hooks ERA needs: a policy-loss registry
-(``verl.trainer.ppo.core_algos.register_policy_loss``) and per-sample temperatures in its FSDP
-engine (``micro_batch["temperature"]`` may be a ``[B]`` tensor). ERA's per-response factor
-:math:`c_i` is a per-response temperature :math:`T_i = T / c_i` (docs/paper.md §3), so importing this
-module registers
+verl already has the hooks ERA needs: a policy-loss registry
+(``verl.trainer.ppo.core_algos.register_policy_loss``), a trainer registry, and per-sample
+temperatures in its FSDP engine (``micro_batch["temperature"]`` may be a ``[B]`` tensor). ERA's
+per-response factor :math:`c_i` is a per-response temperature :math:`T_i = T / c_i`
+(docs/paper.md §3), and ERA changes nothing but the log-probs (through that temperature) and the
+advantages, so it is a switch, ``policy_loss.era_enable=true``, combinable with any of verl's
+policy losses (``vanilla`` with or without clip-higher, ``gspo``, ``clip_cov``, ``kl_cov``,
+``sapo``, ``dppo_tv``, ...). Importing this module registers
 
-* policy losses ``era`` (GRPO's clipped surrogate on the ERA policy's log-probs), ``era_gspo``
-  (GSPO+ERA) and ``forking`` (the 20 % highest-entropy tokens only). GRPO (``vanilla``),
-  clip-higher (``vanilla`` with ``clip_ratio_high=0.28``), KL-Cov (``kl_cov``), Clip-Cov
-  (``clip_cov``) and GSPO (``gspo``) are verl's own and run from the same entry point;
-* the V1 trainer mode ``era_sync`` (:class:`ERAPPOTrainerSync`, verl's synchronous trainer plus
-  three steps after the advantages are computed: the ERA scales from the old-log-prob pass's
-  token entropies (the unmodified policy) and the advantages; the per-response temperature
-  written next to the batch; the old log-probs recomputed under it. The update then runs
-  verl's engine with the per-sample temperature and logs ``era/...`` metrics);
-* :class:`ERAPolicyLossConfig`, verl's ``PolicyLossConfig`` plus ``era_low``, ``era_high``,
-  ``era_k``, ``era_topk_fraction``, ``era_adv_scale`` and ``forking_fraction``.
+* policy losses ``era`` (``vanilla`` with ERA on), ``era_gspo`` (``gspo`` with ERA on) and
+  ``forking`` (the 20 % highest-entropy tokens only);
+* :class:`ERAPolicyLossConfig`, verl's ``PolicyLossConfig`` plus ``era_enable``, ``era_low``,
+  ``era_high``, ``era_k``, ``era_topk_fraction``, ``era_adv_scale`` and ``forking_fraction``.
+
+and :func:`setup` (Ray's ``worker_process_setup_hook``) installs the ERA trainer as verl's
+``sync`` trainer mode (the mode keeps its name, and with it verl's synchronous replay buffer,
+batch sizes and checkpointing): verl's synchronous trainer plus three steps after the
+advantages are computed, when ERA is on: the ERA scales from the old-log-prob pass's token
+entropies (the unmodified policy) and the advantages; the per-response temperature written
+next to the batch; the old log-probs recomputed under it. The update then runs verl's engine
+with the per-sample temperature and logs ``era/...`` metrics. With ERA and forking off it is
+verl's sync trainer unchanged. ``trainer.v1.trainer_mode=era_sync`` is an alias of ``sync``.
 
 Run with :func:`main` (``python -m era_llm.integrations.verl <hydra overrides>``), which adds the
 overrides below (they can also be given by hand to ``python -m verl.trainer.main_ppo``)::
 
-    trainer.v1.trainer_mode=era_sync
     actor_rollout_ref.actor.policy_loss._target_=era_llm.integrations.verl.ERAPolicyLossConfig
     actor_rollout_ref.model.external_lib=era_llm.integrations.verl
     +ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=era_llm.integrations.verl.setup
 
-and then, for ERA: ``actor_rollout_ref.actor.policy_loss.loss_mode=era``, and to leave the
-paper's band (:class:`~era_llm.era.ERAConfig`'s defaults), e.g.
+and then, for ERA: ``+actor_rollout_ref.actor.policy_loss.era_enable=true`` with any
+``loss_mode`` (or ``loss_mode=era`` / ``era_gspo``), and to leave the paper's band
+(:class:`~era_llm.era.ERAConfig`'s defaults), e.g.
 ``+actor_rollout_ref.actor.policy_loss.era_low=0.2`` (likewise ``era_high``, ``era_k``).
 
-Limits: verl computes the log-probs itself, so the top-k filter of the paper's first stage
+Limits (:func:`check_verl_config` refuses them when the trainer is built, one line naming the
+setting): verl computes the log-probs itself, so the top-k filter of the paper's first stage
 (``ERAConfig.logit_topk``) is not available here (use the TRL integration or our trainer);
-``use_fused_kernels`` must stay off (verl's fused kernels take only a scalar temperature).
+``use_fused_kernels`` must stay off and the TorchTitan engine is not supported (they take only
+a scalar temperature); rollout-correction bypass mode skips the entropies ERA reads.
 """
 
 from __future__ import annotations
@@ -58,18 +65,20 @@ __all__ = [
     "ERAPolicyLossConfig",
     "apply_era",
     "apply_forking",
+    "check_verl_config",
     "entry_argv",
     "era_config_from",
+    "era_enabled",
     "main",
     "setup",
 ]
 
-# ERA loss mode -> verl's loss that runs on the ERA policy's log-probs
+# ERA loss mode -> verl's loss that runs on the ERA policy's log-probs (names kept; the same as
+# that loss with ``era_enable=true``)
 ERA_LOSS_MODES = {"era": "vanilla", "era_gspo": "gspo"}
 FORKING = "forking"
 
 ENTRY_OVERRIDES = (
-    "trainer.v1.trainer_mode=era_sync",
     "actor_rollout_ref.actor.policy_loss._target_=era_llm.integrations.verl.ERAPolicyLossConfig",
     "actor_rollout_ref.model.external_lib=era_llm.integrations.verl",
     "+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=era_llm.integrations.verl.setup",
@@ -84,6 +93,8 @@ class ERAPolicyLossConfig(PolicyLossConfig):
     """verl's ``PolicyLossConfig`` plus ERA's keys (defaults: the paper's, docs/paper.md §3).
 
     Args:
+      era_enable: apply ERA on top of ``loss_mode`` (any verl policy loss); implied by
+        ``loss_mode=era`` / ``era_gspo``.
       era_low, era_high: the response-entropy band.
       era_k: the logit factor (scales ``k``, ``1``, ``1/k``).
       era_topk_fraction: share of each response's highest token entropies in its statistic.
@@ -91,6 +102,7 @@ class ERAPolicyLossConfig(PolicyLossConfig):
       forking_fraction: share of highest-entropy tokens trained by ``loss_mode=forking``.
     """
 
+    era_enable: bool = False
     era_low: float = _PAPER.low
     era_high: float = _PAPER.high
     era_k: float = _PAPER.k
@@ -102,7 +114,7 @@ class ERAPolicyLossConfig(PolicyLossConfig):
         parent = getattr(super(), "__post_init__", None)
         if parent is not None:
             parent()
-        if self.loss_mode in ERA_LOSS_MODES:
+        if era_enabled(self):
             era_config_from(self)  # validates now, with a clear error, rather than mid-run
         if not 0 < self.forking_fraction <= 1:
             raise ValueError(f"forking_fraction must be in (0, 1], got {self.forking_fraction}")
@@ -116,6 +128,12 @@ def _get(cfg: Any, key: str, default: Any) -> Any:
     else:
         value = getattr(cfg, key, default)
     return default if value is None else value
+
+
+def era_enabled(policy_loss_cfg: Any) -> bool:
+    """Whether ERA is on for a verl ``policy_loss`` config: ``era_enable`` or an ERA loss mode."""
+    mode = _get(policy_loss_cfg, "loss_mode", "vanilla")
+    return bool(_get(policy_loss_cfg, "era_enable", False)) or mode in ERA_LOSS_MODES
 
 
 def era_config_from(policy_loss_cfg: Any) -> ERAConfig:
@@ -202,7 +220,7 @@ def _delegate(name: str, base: str) -> Callable[..., tuple[torch.Tensor, dict[st
 
     loss_fn.__name__ = f"compute_policy_loss_{name}"
     loss_fn.__doc__ = (
-        f"``{name}``: verl's ``{base}`` loss on log-probs that the ``era_sync`` trainer computed "
+        f"``{name}``: verl's ``{base}`` loss on log-probs that the ERA trainer computed "
         "under the per-response temperature (ERA) or with the low-entropy tokens' advantages set "
         "to 0 (forking)."
     )
@@ -226,31 +244,104 @@ def setup() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# configuration checks (the whole verl config; run when the trainer is built, before any worker)
+
+
+def check_verl_config(config: Any) -> None:
+    """Refuse, with one line naming the setting, verl configurations ERA cannot run under.
+
+    * ``algorithm.rollout_correction.bypass_mode=true``: verl then skips the old-log-prob pass
+      that computes the token entropies ERA and forking read.
+    * With ERA (a per-response temperature tensor): ``actor_rollout_ref.model.use_fused_kernels
+      =true`` (verl's fused linear-cross-entropy kernels, FSDP's and Megatron's, take one scalar
+      temperature) and ``actor_rollout_ref.actor.strategy=torchtitan`` (its engine divides the
+      packed logits by the temperature without expanding a ``[B]`` tensor).
+    """
+    loss_cfg = config.actor_rollout_ref.actor.policy_loss
+    era, forking = era_enabled(loss_cfg), _get(loss_cfg, "loss_mode", "vanilla") == FORKING
+    if not (era or forking):
+        return
+    what = "ERA" if era else "the forking loss"
+    correction = config.algorithm.get("rollout_correction", None)
+    if correction is not None and correction.get("bypass_mode", False):
+        raise ValueError(
+            f"algorithm.rollout_correction.bypass_mode=true is not supported with {what}: bypass "
+            "mode skips the old-log-prob pass whose token entropies it reads; set it to false"
+        )
+    if not era:
+        return
+    if bool(config.actor_rollout_ref.model.get("use_fused_kernels", False)):
+        raise ValueError(
+            "actor_rollout_ref.model.use_fused_kernels=true is not supported with ERA: verl's fused "
+            "kernels take one scalar temperature, ERA a per-response one; set it to false"
+        )
+    for role in ("actor", "ref"):
+        strategy = config.actor_rollout_ref.get(role, {}).get("strategy", "fsdp")
+        if strategy == "torchtitan":
+            raise ValueError(
+                f"actor_rollout_ref.{role}.strategy=torchtitan is not supported with ERA: its engine "
+                "does not take a per-sample temperature tensor; use fsdp, fsdp2 or megatron"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
 # the V1 trainer (imported lazily: it pulls Ray and TransferQueue)
 
 _TRAINER: type | None = None
 
 
 def _register_trainer() -> type:
+    """Build the ERA trainer once, install it as verl's ``sync`` trainer, register ``era_sync``."""
     global _TRAINER
     if _TRAINER is None:
         _TRAINER = _build_trainer()
+    _install(_TRAINER)
     return _TRAINER
 
 
-def _build_trainer() -> (
-    type
-):  # one closure: verl's trainer classes are imported only when it is built
-    # TransferQueue is installed by verl's core extra (the llm-verl session), not from uv.lock
-    import transfer_queue as tq  # pyright: ignore[reportMissingImports]
-    from tensordict import TensorDict
-    from verl.trainer.ppo.v1.trainer_base import register_trainer
-    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-    from verl.workers.utils.padding import response_from_nested, response_to_nested
+def _install(cls: type) -> None:
+    """Make ``cls`` (a subclass of verl's ``PPOTrainerSync``) the trainer of mode ``sync``.
 
-    @register_trainer("era_sync")
+    verl picks the trainer class by ``trainer.v1.trainer_mode`` and tests that mode as the
+    literal ``"sync"`` for its synchronous semantics (replay buffer, batch sizes, checkpointing);
+    so the mode keeps its name and its entry in verl's registry points to the ERA trainer, which
+    is verl's own sync trainer whenever ERA and forking are off. ``era_sync`` stays an alias:
+    a trainer built under it switches the mode back to ``sync`` before verl reads it.
+    """
+    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    current = TRAINER_REGISTRY.get("sync")
+    if current is not None and current not in (PPOTrainerSync, cls):
+        raise ValueError(
+            f"verl's trainer mode 'sync' is already replaced by {current.__module__}."
+            f"{current.__name__}; ERA's trainer cannot be installed over it"
+        )
+    TRAINER_REGISTRY["sync"] = cls
+    if "era_sync" not in TRAINER_REGISTRY:
+
+        class ERAPPOTrainerSyncAlias(cls):
+            """``trainer.v1.trainer_mode=era_sync``: the ERA trainer under verl's ``sync`` mode."""
+
+            def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+                config.trainer.v1.trainer_mode = "sync"
+                super().__init__(config, *args, **kwargs)
+
+        register_trainer("era_sync")(ERAPPOTrainerSyncAlias)
+
+
+# the class body holds verl's three overridden steps; the tensor work is in apply_era /
+# apply_forking and the TransferQueue moves in _era_batch_step
+def _build_trainer() -> type:
+    """verl's synchronous V1 trainer plus ERA / forking after the advantages (built lazily)."""
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
     class ERAPPOTrainerSync(PPOTrainerSync):
         """verl's synchronous V1 trainer with ERA / forking tokens applied after the advantages."""
+
+        def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+            check_verl_config(config)
+            super().__init__(config, *args, **kwargs)
 
         def _policy_loss_cfg(self) -> Any:
             return self.config.actor_rollout_ref.actor.policy_loss
@@ -258,59 +349,10 @@ def _build_trainer() -> (
         # batches are TransferQueue's KVBatchMeta (typed Any: that package is optional)
         def _compute_advantage(self, batch: Any, metrics: dict[str, Any]) -> Any:
             batch = super()._compute_advantage(batch, metrics)
-            mode = self._policy_loss_cfg().get("loss_mode", "vanilla")
-            if mode not in ERA_LOSS_MODES and mode != FORKING:
-                return batch
-            fields = ["entropy", "advantages", "response_mask"]
-            data = tq.kv_batch_get(
-                keys=batch.keys, partition_id=batch.partition_id, select_fields=fields
-            )
-            nested_mask = data["response_mask"]
-            padded = data.to_padded_tensor()
-            entropy, mask, adv = padded["entropy"], padded["response_mask"], padded["advantages"]
-            out = {}
-            if mode == FORKING:
-                adv, m = apply_forking(
-                    entropy, mask, adv, self._policy_loss_cfg().get("forking_fraction", 0.2)
-                )
-            else:
-                t = float(self.config.actor_rollout_ref.rollout.temperature)
-                adv, per_t, scale, m = apply_era(
-                    entropy, mask, adv, era_config_from(self._policy_loss_cfg()), t
-                )
-                out["temperature"] = per_t
-                self._era_scale = scale
-            metrics.update(m)
-            out["advantages"] = response_to_nested(adv, nested_mask)
-            batch = tq.kv_batch_put(
-                keys=batch.keys,
-                partition_id=batch.partition_id,
-                fields=TensorDict(out, batch_size=len(batch)),
-            )
-            if mode in ERA_LOSS_MODES and bool((self._era_scale != 1).any()):
-                batch = self._recompute_old_log_prob(batch)
-            return batch
-
-        def _recompute_old_log_prob(self, batch: Any) -> Any:
-            """Old log-probs under the per-response temperature stored with the batch."""
-            batch.extra_info.update({"calculate_entropy": False, "compute_loss": False})
-            batch.extra_info.pop("temperature", None)  # the per-sample field is used instead
-            self.actor_rollout_wg.compute_log_prob(batch)
-            data = tq.kv_batch_get(
-                keys=batch.keys,
-                partition_id=batch.partition_id,
-                select_fields=["log_probs", "response_mask"],
-            )
-            old = response_from_nested(data.pop("log_probs"), data["response_mask"])
-            return tq.kv_batch_put(
-                keys=batch.keys,
-                partition_id=batch.partition_id,
-                fields=TensorDict({"old_log_probs": old}, batch_size=len(batch)),
-            )
+            return _era_batch_step(self, batch, metrics)
 
         def _update_actor(self, batch: Any, metrics: dict[str, Any]) -> Any:
-            mode = self._policy_loss_cfg().get("loss_mode", "vanilla")
-            if mode not in ERA_LOSS_MODES:
+            if not era_enabled(self._policy_loss_cfg()):
                 return super()._update_actor(batch, metrics)
             # verl writes the scalar rollout temperature into the batch's extra info, which would
             # override the per-sample field: drop it on the way to the workers
@@ -330,6 +372,64 @@ def _build_trainer() -> (
     return ERAPPOTrainerSync
 
 
+def _era_batch_step(trainer: Any, batch: Any, metrics: dict[str, Any]) -> Any:
+    """ERA (or forking) on a batch in TransferQueue, after verl's advantages: read entropies,
+    mask and advantages; write the new advantages (and per-response temperatures); recompute
+    the old log-probs when a scale is not 1."""
+    import transfer_queue as tq  # pyright: ignore[reportMissingImports]
+    from tensordict import TensorDict
+    from verl.workers.utils.padding import response_to_nested
+
+    loss_cfg = trainer.config.actor_rollout_ref.actor.policy_loss
+    era, forking = era_enabled(loss_cfg), _get(loss_cfg, "loss_mode", "vanilla") == FORKING
+    if not (era or forking):
+        return batch
+    fields = ["entropy", "advantages", "response_mask"]
+    data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+    nested_mask = data["response_mask"]
+    padded = data.to_padded_tensor()
+    entropy, mask, adv = padded["entropy"], padded["response_mask"], padded["advantages"]
+    out, scale = {}, None
+    if era:
+        t = float(trainer.config.actor_rollout_ref.rollout.temperature)
+        adv, per_t, scale, m = apply_era(entropy, mask, adv, era_config_from(loss_cfg), t)
+        out["temperature"] = per_t
+    else:
+        adv, m = apply_forking(entropy, mask, adv, _get(loss_cfg, "forking_fraction", 0.2))
+    metrics.update(m)
+    out["advantages"] = response_to_nested(adv, nested_mask)
+    batch = tq.kv_batch_put(
+        keys=batch.keys,
+        partition_id=batch.partition_id,
+        fields=TensorDict(out, batch_size=len(batch)),
+    )
+    if scale is not None and bool((scale != 1).any()):
+        batch = _recompute_old_log_prob(trainer, batch)
+    return batch
+
+
+def _recompute_old_log_prob(trainer: Any, batch: Any) -> Any:
+    """Old log-probs under the per-response temperature stored with the batch."""
+    import transfer_queue as tq  # pyright: ignore[reportMissingImports]
+    from tensordict import TensorDict
+    from verl.workers.utils.padding import response_from_nested
+
+    batch.extra_info.update({"calculate_entropy": False, "compute_loss": False})
+    batch.extra_info.pop("temperature", None)  # the per-sample field is used instead
+    trainer.actor_rollout_wg.compute_log_prob(batch)
+    data = tq.kv_batch_get(
+        keys=batch.keys,
+        partition_id=batch.partition_id,
+        select_fields=["log_probs", "response_mask"],
+    )
+    old = response_from_nested(data.pop("log_probs"), data["response_mask"])
+    return tq.kv_batch_put(
+        keys=batch.keys,
+        partition_id=batch.partition_id,
+        fields=TensorDict({"old_log_probs": old}, batch_size=len(batch)),
+    )
+
+
 def entry_argv(argv: list[str]) -> list[str]:
     """The Hydra overrides :func:`main` passes to verl: :data:`ENTRY_OVERRIDES` that the user
     did not set, then the user's."""
@@ -347,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
     except ModuleNotFoundError as err:
         raise SystemExit(
             f"verl's V1 trainer needs {err.name!r}: install verl with its core extra "
-            "(pip install 'verl[verl-core]>=0.9', which brings TransferQueue and tensordict>=0.10)"
+            "(pip install 'era-llm[verl-core]', which brings TransferQueue and tensordict>=0.10)"
         ) from err
     from verl.trainer import main_ppo
 

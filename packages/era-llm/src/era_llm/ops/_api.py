@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -228,6 +229,7 @@ def token_logprobs_from_hidden(
     return_entropy: bool = True,
     return_scaled_entropy: bool = False,
     compile: bool = False,
+    backward_context: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> TokenStats:
     """As :func:`token_logprobs` with ``logits = hidden @ weight.T (+ bias)``, never materialised.
 
@@ -239,6 +241,9 @@ def token_logprobs_from_hidden(
       hidden: ``[B, T, D]`` final hidden states (after the final norm).
       weight: ``[V, D]`` output embedding (``lm_head.weight``).
       bias: optional ``[V]``.
+      backward_context: a context-manager factory entered around the backward's recomputation
+        of the projection, for a head whose weight is only materialised inside one (DeepSpeed
+        ZeRO-3's gather; the caller holds the same context around this call).
       Other arguments: as :func:`token_logprobs`.
 
     Example:
@@ -273,4 +278,5 @@ def token_logprobs_from_hidden(
         inv_temperature=_inv_temperature(temperature),
         entropy=return_entropy,
         scaled_entropy=return_scaled_entropy,
+        backward_context=backward_context,
     )

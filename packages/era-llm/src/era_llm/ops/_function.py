@@ -4,11 +4,17 @@ Forward runs each chunk's kernel and keeps only the per-token log-partition (and
 the ids of the k largest logits); backward recomputes each chunk's logits from the source and
 its softmax from the saved log-partition, and hands the chunk's logit gradient back to the
 source. The entropies are outputs without gradient.
+
+The autocast state of the forward (enabled, dtype, for the inputs' device type) is captured and
+replayed around the backward, as ``torch.amp.custom_fwd`` / ``custom_bwd`` do: under bf16
+autocast with float32 weights the hidden-state projection runs in bf16 in both, so the
+recomputed softmax matches the saved log-partition.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +24,23 @@ from era_llm.ops._chunks import Chunk, ChunkPlan
 from era_llm.ops._kernels import ChunkStats
 from era_llm.ops._sources import RowSource
 from era_llm.ops._strategy import ChunkKernels
+
+
+@dataclass(frozen=True)
+class AutocastState:
+    """Whether autocast was on for ``device_type`` in forward, and with which dtype."""
+
+    device_type: str
+    enabled: bool
+    dtype: torch.dtype
+
+    @classmethod
+    def capture(cls, device: torch.device) -> AutocastState:
+        kind = device.type
+        return cls(kind, torch.is_autocast_enabled(kind), torch.get_autocast_dtype(kind))
+
+    def replay(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
 
 
 @dataclass(frozen=True)
@@ -31,6 +54,9 @@ class Request:
     inv_temperature: float
     entropy: bool
     scaled_entropy: bool
+    # entered around backward's recomputation (the caller holds it around the forward call):
+    # e.g. a DeepSpeed ZeRO-3 gather of the head weight, which is empty outside it
+    backward_context: Callable[[], AbstractContextManager[Any]] | None = None
 
 
 def _chunk_scale(
@@ -110,6 +136,7 @@ class ChunkedLogprobs(torch.autograd.Function):
             labels, flat_mask, out.log_partition, scale_rows, out.top_indices, *inputs
         )
         ctx.request, ctx.seq_len = request, seq_len
+        ctx.autocast = AutocastState.capture(device)
         outputs = [
             torch.where(flat_mask, t, 0.0).view(batch, seq_len) if t is not None else None
             for t in (out.logprobs, out.entropy, out.scaled_entropy)
@@ -126,30 +153,47 @@ class ChunkedLogprobs(torch.autograd.Function):
         _grad_entropy: torch.Tensor | None,
         _grad_scaled_entropy: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
-        labels, flat_mask, log_partition, scale_rows, top_indices, *inputs = ctx.saved_tensors
+        inputs = list(ctx.saved_tensors[5:])
         request: Request = ctx.request
         needs_grad = tuple(ctx.needs_input_grad[4:])
         no_grads = (None,) * 4
         if grad_logprobs is None or not any(needs_grad):
             return (*no_grads, *(None,) * len(inputs))
-        seq_len = ctx.seq_len
-        source: RowSource = request.source(*inputs, flat=request.plan.flat)
-        source.start_backward(needs_grad)
-        g = torch.where(flat_mask, grad_logprobs.reshape(-1).float(), 0.0)
-        g = g * request.inv_temperature
-        workspace = request.kernels.workspace(request.plan.max_rows, source.vocab, labels.device)
-        for chunk in request.plan.chunks:
-            tokens = chunk.tokens(seq_len)
-            grad_logits = request.kernels.backward(
-                source.logits(chunk),
-                labels[tokens],
-                _chunk_scale(chunk, scale_rows, tokens),
-                log_partition[tokens],
-                top_indices[tokens] if top_indices is not None else None,
-                g[tokens],
-                inv_temperature=request.inv_temperature,
-                out_dtype=source.grad_dtype,
-                workspace=workspace,
-            )
-            source.add_gradient(chunk, grad_logits)
-        return (*no_grads, *source.gradients())
+        with ExitStack() as stack:
+            if request.backward_context is not None:
+                stack.enter_context(request.backward_context())
+            stack.enter_context(ctx.autocast.replay())  # logits recomputed as forward made them
+            grads = _backward_chunks(ctx, request, grad_logprobs, needs_grad, inputs)
+        return (*no_grads, *grads)
+
+
+def _backward_chunks(
+    ctx: Any,
+    request: Request,
+    grad_logprobs: torch.Tensor,
+    needs_grad: tuple[bool, ...],
+    inputs: list[torch.Tensor | None],
+) -> tuple[torch.Tensor | None, ...]:
+    """Each chunk's logits recomputed from the source, their gradient handed back to it."""
+    labels, flat_mask, log_partition, scale_rows, top_indices = ctx.saved_tensors[:5]
+    seq_len = ctx.seq_len
+    source: RowSource = request.source(*inputs, flat=request.plan.flat)
+    source.start_backward(needs_grad)
+    g = torch.where(flat_mask, grad_logprobs.reshape(-1).float(), 0.0)
+    g = g * request.inv_temperature
+    workspace = request.kernels.workspace(request.plan.max_rows, source.vocab, labels.device)
+    for chunk in request.plan.chunks:
+        tokens = chunk.tokens(seq_len)
+        grad_logits = request.kernels.backward(
+            source.logits(chunk),
+            labels[tokens],
+            _chunk_scale(chunk, scale_rows, tokens),
+            log_partition[tokens],
+            top_indices[tokens] if top_indices is not None else None,
+            g[tokens],
+            inv_temperature=request.inv_temperature,
+            out_dtype=source.grad_dtype,
+            workspace=workspace,
+        )
+        source.add_gradient(chunk, grad_logits)
+    return source.gradients()
