@@ -1,33 +1,87 @@
 """From flags, preset and defaults to one run config (a :class:`era_control.training.RunConfig`
-dict): :func:`resolve`, ``--quick`` (:func:`quick`) and the interval rules."""
+dict): the flags (:class:`RunFlags`), :func:`resolve`, ``--quick`` (:func:`quick`) and the
+interval rules."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import tomllib
+from dataclasses import dataclass, field
 from typing import Any
 
 from era_control import get_algorithm, list_algorithms
 from era_control.training import make_algo_config
+from era_core.cli import option
 
 from .presets import load_preset, preset_agent
 
+RUN_GROUP = "run config (saved in config.json)"
+DEFAULT_STEPS = 100_000  # agent steps of a run with neither --steps nor a preset's
+
+
+def _flag(help: str, **kwargs: Any) -> Any:
+    """A :class:`RunFlags` field: ``None`` (not given) by default, listed in :data:`RUN_GROUP`."""
+    return field(default=None, metadata=option(help, group=RUN_GROUP, **kwargs))
+
+
+@dataclass
+class RunFlags:
+    """The flags that set a run config: the :class:`~era_control.training.RunConfig` fields a
+    user gives (``None``: not given, the preset's or the default value holds) and the per-
+    dimension target entropy, which goes into the agent's overrides. ``--help`` of ``--algo``
+    and ``--config`` is filled in from the registry and the presets when the parser is built."""
+
+    algo: str | None = _flag("the algorithm", default_text="required unless --resume")
+    env: str | None = _flag(
+        "dmc/<domain>-<task>, gym/<Id> or hb/<task>",
+        default_text="the preset's first env",
+        metavar="ID",
+    )
+    steps: int | None = _flag(
+        "agent steps per seed (after action repeat)",
+        default_text=f"the preset's, else {DEFAULT_STEPS}",
+        metavar="N",
+    )
+    seeds: int | None = _flag(
+        "number of seeds trained at once (vmapped)",
+        default_text="the preset's, else 1",
+        metavar="S",
+    )
+    seed: int | None = _flag("first seed", default_text="0", metavar="K")
+    action_repeat: int | None = _flag(
+        "environment steps per agent step",
+        default_text="1 for dmc/ and gym/, 2 for hb/",
+        metavar="N",
+    )
+    target_entropy_per_dim: float | None = _flag(
+        "target entropy PER action dimension (H0 = D*H); --target-entropy is an alias",
+        aliases=("--target-entropy",),
+        metavar="H",
+        default_text="the algorithm's",
+    )
+    log_interval: int | None = _flag(
+        "steps between metric rows", default_text="steps / 30", metavar="N"
+    )
+    eval_interval: int | None = _flag(
+        "steps between evaluations (a multiple of the log interval)",
+        default_text="steps / 10",
+        metavar="N",
+    )
+    eval_episodes: int | None = _flag("episodes per evaluation", default_text="1", metavar="N")
+    checkpoint_interval: int | None = _flag(
+        "steps between checkpoints (a multiple of the log interval)",
+        default_text="the eval interval",
+        metavar="N",
+    )
+
+
+# flag dest -> RunConfig field (every RunFlags field but the agent's target entropy)
 RUN_FLAGS = {
-    # flag dest -> RunConfig field
-    "algo": "algo",
-    "env": "env",
-    "steps": "steps",
-    "seeds": "seeds",
-    "seed": "seed",
-    "action_repeat": "action_repeat",
-    "log_interval": "log_interval",
-    "eval_interval": "eval_interval",
-    "eval_episodes": "eval_episodes",
-    "checkpoint_interval": "checkpoint_interval",
+    f.name: f.name for f in dataclasses.fields(RunFlags) if f.name != "target_entropy_per_dim"
 }
 RUN_INTERVALS = ("eval_interval", "checkpoint_interval")
-DEFAULT_STEPS = 100_000  # agent steps of a run with neither --steps nor a preset's
 
 
 def default_intervals(steps: int) -> dict[str, int]:

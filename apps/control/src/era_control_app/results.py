@@ -17,11 +17,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from era_core.runlog import read_jsonl
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 # series per panel: the first solid, the next dotted (``detail=True`` adds them)
 PANELS = (("eval_return",), ("entropy",))
@@ -143,7 +146,7 @@ def baseline_pairs(algos: Iterable[str]) -> list[tuple[str, str]]:
     return [(base, era) for base, era in pairs if base in algos]
 
 
-def _band(ax, data: dict[int, list[float]], colour: str, label: str, style: str) -> None:
+def _band(ax: Axes, data: dict[int, list[float]], colour: str, label: str, style: str) -> None:
     """Mean over seeds per step as a line, ± one std as a band."""
     steps = list(data)
     stats = [mean_std(v) for v in data.values()]
@@ -153,7 +156,7 @@ def _band(ax, data: dict[int, list[float]], colour: str, label: str, style: str)
     ax.fill_between(steps, lower, upper, color=colour, alpha=0.2 if style == "-" else 0.1)
 
 
-def _draw_run(axes, run: Run, colour: str, panels) -> None:
+def _draw_run(axes: Sequence[Axes], run: Run, colour: str, panels: Sequence[Sequence[str]]) -> None:
     for ax, keys in zip(axes, panels, strict=True):
         for key, style in zip(keys, ("-", ":"), strict=False):
             data = run.series(key)

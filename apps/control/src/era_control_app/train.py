@@ -8,23 +8,31 @@ writes ``DIR/config.json`` first, then ``DIR/metrics.csv``, ``DIR/metrics.jsonl`
 ``DIR/summary.json`` and ``DIR/DONE`` at the end (a run without ``DONE`` is unfinished:
 continue it with ``--resume DIR``). See ``docs/control.md``.
 
+The flags come from two dataclasses through ``era_core.cli``: :class:`RunOptions` (where the
+run goes and how it is driven) and :class:`~era_control_app.config.RunFlags` (the run config;
+a flag not given leaves the preset's or the default value), plus the repeatable ``--set``.
 The pieces: :mod:`.presets` (``--config``), :mod:`.config` (flags + preset -> run config,
-``--quick``), :mod:`.rundir` (the run directory), :mod:`.results` (summary and figure).
+``--quick``), :mod:`.training` (the run directory on ``era_core.runs``, the loop),
+:mod:`.results` (summary and figure).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from era_control import get_algorithm, list_algorithms
+from era_core.cli import add_dataclass_arguments, dataclass_from_args, option
 
-from . import rundir
+from . import training
 from .config import (  # noqa: F401  (re-exported: the names this module has always offered)
     RUN_FLAGS,
+    RUN_GROUP,
     RUN_INTERVALS,
+    RunFlags,
     align_intervals,
     default_intervals,
     parse_set,
@@ -35,48 +43,69 @@ from .presets import load_preset, preset_agent, preset_names  # noqa: F401  (re-
 from .results import Run
 from .results import summarize as _summarize
 
+RUN_DIR_GROUP = "preset, run directory and output"
+USAGE = """%(prog)s --algo ALGO [--env ID] --out DIR [options]
+       %(prog)s --resume DIR [--no-progress] [--no-tensorboard]
+       %(prog)s --list-configs"""
+
+
+def _opt(help: str, **kwargs: Any) -> Any:
+    return option(help, group=RUN_DIR_GROUP, **kwargs)
+
+
+@dataclass
+class RunOptions:
+    """The flags that say where a run goes and how it is driven (not saved in the config)."""
+
+    out: Path | None = field(
+        default=None,
+        metadata=_opt("run directory (must not exist or be empty)", metavar="DIR",
+                      default_text="required unless --resume"),
+    )  # fmt: skip
+    config: str | None = field(
+        default=None, metadata=_opt("preset name or TOML path", metavar="NAME")
+    )
+    quick: bool = field(
+        default=False, metadata=_opt("shrink the run to minutes on CPU", action="store_true")
+    )
+    resume: Path | None = field(
+        default=None,
+        metadata=_opt("continue the unfinished run in DIR exactly", metavar="DIR"),
+    )
+    list_configs: bool = field(
+        default=False, metadata=_opt("print the presets and exit", action="store_true")
+    )
+    no_tensorboard: bool = field(
+        default=False, metadata=_opt("no TensorBoard files", action="store_true")
+    )
+    no_progress: bool = field(default=False, metadata=_opt("no progress bar", action="store_true"))
+    stop_at: int | None = field(default=None, metadata=_opt("stop at this step (tests)"))
+
 
 def build_parser() -> argparse.ArgumentParser:
     algos = list_algorithms()
     p = argparse.ArgumentParser(
         prog="era-control-train",
+        usage=USAGE,
         description=f"Train {', '.join(algos)} (JAX, several seeds in one program).",
+        epilog="Flags override --config, which overrides the defaults. See docs/control.md.",
     )
-    p.add_argument("--algo", choices=algos, help="; ".join(_algo_help(a) for a in algos))
-    p.add_argument("--env", help="dmc/<domain>-<task>, gym/<Id> or hb/<task>")
-    p.add_argument("--steps", type=int, help="agent steps per seed (after action repeat)")
-    p.add_argument("--seeds", type=int, help="number of seeds trained at once (vmapped)")
-    p.add_argument("--seed", type=int, help="first seed (default 0)")
-    p.add_argument("--out", help="run directory (must not exist or be empty)")
-    p.add_argument(
-        "--config", help=f"preset name or TOML path; presets: {', '.join(preset_names())}"
-    )
-    p.add_argument("--quick", action="store_true", help="shrink the run to minutes on CPU")
-    p.add_argument("--resume", metavar="DIR", help="continue the unfinished run in DIR exactly")
-    p.add_argument("--action-repeat", type=int)
-    p.add_argument(
-        "--target-entropy-per-dim",
-        "--target-entropy",
-        dest="target_entropy_per_dim",
-        type=float,
-        metavar="H",
-        help="target entropy PER action dimension (H0 = D*H); --target-entropy is an alias",
-    )
-    p.add_argument("--log-interval", type=int)
-    p.add_argument("--eval-interval", type=int)
-    p.add_argument("--eval-episodes", type=int)
-    p.add_argument("--checkpoint-interval", type=int)
-    p.add_argument(
+    groups: dict[str, Any] = {}
+    flags = add_dataclass_arguments(p, RunFlags, groups=groups)
+    # the registry and the presets are read when the parser is built, not when RunFlags is
+    # defined: an algorithm registered after import is a valid --algo too
+    flags["algo"].choices = algos
+    flags["algo"].help = f"required unless --resume: {'; '.join(_algo_help(a) for a in algos)}"
+    groups[RUN_GROUP].add_argument(  # a repeatable KEY=VALUE has no dataclass-field form
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="override an algorithm hyper-parameter (TOML value), e.g. --set hidden=[256,256]",
     )
-    p.add_argument("--list-configs", action="store_true", help="print the presets and exit")
-    p.add_argument("--no-tensorboard", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)  # tests: simulate a kill
+    options = add_dataclass_arguments(p, RunOptions, groups=groups)
+    options["config"].help = f"preset name or TOML path; presets: {', '.join(preset_names())}"
+    options["stop_at"].help = argparse.SUPPRESS  # tests: simulate a kill
     return p
 
 
@@ -89,56 +118,20 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return _summarize(Run(Path("."), "", "", list(rows)))
 
 
-def _open(args: argparse.Namespace) -> tuple[Path, dict[str, Any], bytes | None]:
-    """The run directory, the run config and the checkpoint to resume from (or None)."""
-    if args.resume:
-        return rundir.open_resumed(args.resume, args.out, lambda s: resolve(args, base=s))
-    run_dir = rundir.new_run_dir(args.out)
-    return run_dir, resolve(args), None
-
-
-def _train(args, run, trainer, run_dir: Path, resume_blob: bytes | None) -> int:
-    """Train with logging, checkpoints and a progress bar; returns the last step reached."""
-    from tqdm import tqdm
-
-    from era_core.runlog import MetricsLogger
-
-    if resume_blob is None:
-        rundir.write_config(run_dir, run.to_dict())
-    start = rundir.checkpoint_step(resume_blob) if resume_blob is not None else 0
-    logger = MetricsLogger(
-        run_dir, tensorboard=not args.no_tensorboard, resume_step=start if resume_blob else None
-    )
-    bar = tqdm(
-        total=run.steps,
-        initial=start,
-        unit="step",
-        disable=args.no_progress,
-        desc=f"{run.algo} {run.env} x{run.seeds}",
-        dynamic_ncols=True,
-    )
-
-    def on_step(step: int, latest: float | None) -> None:
-        bar.update(1)
-        if latest is not None and step % 50 == 0:
-            bar.set_postfix(ret=f"{latest:.1f}", refresh=False)
-
-    with logger:
-        last = trainer.run(
-            logger.log,
-            save_checkpoint=lambda step, blob: rundir.save_checkpoint(run_dir, blob),
-            resume=resume_blob,
-            stop_at=args.stop_at,
-            on_step=on_step,
-        )
-    bar.close()
-    return last
+def _open(args: argparse.Namespace, opts: RunOptions) -> dict[str, Any]:
+    """The run config: the stored one (checked against the flags) for ``--resume``, else from
+    the flags, the preset and the defaults; nothing is written yet."""
+    if opts.resume is not None:
+        return training.resume_config(opts.resume, opts.out, lambda s: resolve(args, base=s))
+    training.check_out(opts.out)
+    return resolve(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.list_configs:
+    opts: RunOptions = dataclass_from_args(RunOptions, args)
+    if opts.list_configs:
         for name in preset_names():
             print(f"{name}: {load_preset(name)['description']}")
         return 0
@@ -147,27 +140,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds is not None and args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     try:
-        run_dir, run_dict, resume_blob = _open(args)
+        run_dict = _open(args, opts)
     except ValueError as err:
         parser.error(str(err))
 
     from era_control.training import RunConfig, make_trainer
 
     try:
-        run = RunConfig.from_dict(run_dict)
-        trainer = make_trainer(run)
+        config = RunConfig.from_dict(run_dict)
+        trainer = make_trainer(config)
+        run, resume_blob = training.open_run(config.to_dict(), out=opts.out, resume=opts.resume)
     except (ValueError, ImportError, TypeError) as err:
         parser.error(str(err))
 
-    last = _train(args, run, trainer, run_dir, resume_blob)
-    if last < run.steps:
-        print(f"stopped at step {last} of {run.steps}; continue with --resume {run_dir}")
+    last = training.train(
+        trainer,
+        run,
+        resume_blob,
+        tensorboard=not opts.no_tensorboard,
+        progress=not opts.no_progress,
+        stop_at=opts.stop_at,
+    )
+    if last < config.steps:
+        print(f"stopped at step {last} of {config.steps}; continue with --resume {run.path}")
         return 0
-    summary = rundir.finish(run_dir, f"{run.algo} on {run.env} ({run.seeds} seeds)")
+    summary = training.finish(run, f"{config.algo} on {config.env} ({config.seeds} seeds)")
     print(
-        f"done: {run.algo} on {run.env}, final eval return "
+        f"done: {config.algo} on {config.env}, final eval return "
         f"{summary['final_eval_return_mean']:.1f} ± {summary['final_eval_return_std']:.1f}; "
-        f"outputs in {run_dir}"
+        f"outputs in {run.path}"
     )
     return 0
 

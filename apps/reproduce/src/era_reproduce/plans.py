@@ -15,12 +15,12 @@ figures. No domain logic lives here.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
 import os
 import shutil
-from collections import defaultdict
 from pathlib import Path
 
 from .report import Section, markdown_table, mean_std, paper_numbers, pm
@@ -98,7 +98,7 @@ def quick_budget_name(smoke: bool) -> str:
 # runs
 
 
-def runs_for(domain: str, out: Path, *, budget: str, args) -> list[Run]:
+def runs_for(domain: str, out: Path, *, budget: str, args: argparse.Namespace) -> list[Run]:
     if budget == "full":
         return _full_runs(domain, out, args)
     b = BUDGETS[budget][domain]
@@ -138,7 +138,7 @@ def runs_for(domain: str, out: Path, *, budget: str, args) -> list[Run]:
     raise ValueError(f"unknown domain {domain!r}")
 
 
-def _full_runs(domain: str, out: Path, args) -> list[Run]:
+def _full_runs(domain: str, out: Path, args: argparse.Namespace) -> list[Run]:
     preset = args.preset or FULL_PRESETS[domain]
     if domain == "control":
         return _control_runs(preset, out, ["--config", preset], 3600.0, per_env=True)
@@ -187,7 +187,9 @@ def _control_runs(
     return runs
 
 
-def full_prerequisites(domains: list[str], args, *, gpu: str | None) -> list[str]:
+def full_prerequisites(
+    domains: list[str], args: argparse.Namespace, *, gpu: str | None
+) -> list[str]:
     """Everything a --full run lacks, as sentences; empty when it can start."""
     missing = []
     if gpu is None:
@@ -287,12 +289,8 @@ def _control_verdict(env: str, base_algo: str, era_algo: str, finals: dict, budg
 
 
 def _vision(section: Section, out: Path, figures: Path, budget: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    # the vision app owns its summaries and figures: its comparison's summary.csv / .md / .json
+    # (era_vision_app.compare.summarize) and the validation curves (era_vision_app.plots.plot)
     paper = paper_numbers()["vision"]["table1"]
     section.paper = (
         f"{paper['caption']}\n\n{markdown_table(paper['columns'], paper['rows'])}\n\n"
@@ -303,16 +301,11 @@ def _vision(section: Section, out: Path, figures: Path, budget: str) -> None:
         "(upsampled, fixed train/test split), the app's --quick recipe. The paper: ResNet-50, "
         "200 epochs on CIFAR-10/ImageNet."
     )
-    arms = _read_summary(section, out / "vision" / "summary.csv")
-    metrics = [("top1", "top-1 %"), ("nll", "NLL"), ("ece", "ECE"), ("entropy_min", "min entropy")]
-    rows = []
-    for arm in arms:
-        row = [arm["arm"], arm.get("n", "")]
-        for key, _ in metrics:
-            row.append(f"{float(arm[f'{key}_mean']):.3f} ± {float(arm[f'{key}_std'] or 0):.3f}")
-        rows.append(row)
-    section.ours = markdown_table(["arm", "seeds", *[label for _, label in metrics]], rows)
-    by_arm = {arm["arm"]: arm for arm in arms}
+    compare = out / "vision"
+    _read_summary(section, compare / "summary.csv")
+    summary = json.loads((compare / "summary.json").read_text())
+    section.ours = _app_table((compare / "summary.md").read_text())
+    by_arm = {arm["arm"]: arm for arm in summary["arms"]}
     base = next((a for n, a in by_arm.items() if n.endswith("baseline")), None)
     era = next((a for n, a in by_arm.items() if n.endswith("-era")), None)
     if base and era:
@@ -328,22 +321,25 @@ def _vision(section: Section, out: Path, figures: Path, budget: str) -> None:
             went = "higher" if e > b else "lower"
             good = "better" if went == better else "worse"
             section.verdict.append(f"ERA's {label} is {went} ({e:.3f} vs {b:.3f}): {good}.")
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    names = [arm["arm"] for arm in arms]
-    for ax, (key, label) in zip(axes, metrics[:3], strict=True):
-        means = np.array([float(arm[f"{key}_mean"]) for arm in arms])
-        stds = np.array([float(arm[f"{key}_std"] or 0) for arm in arms])
-        ax.bar(range(len(arms)), means, yerr=stds, capsize=4, color="C0")
-        ax.set_xticks(range(len(arms)), names, rotation=20, ha="right", fontsize=8)
-        ax.set_title(label)
-    fig.tight_layout()
-    path = figures / "vision_bars.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from era_vision_app.plots import plot  # only reached once the vision app has run
+
+    path = plot({run: compare / run for run in summary["runs"]}, figures / "vision_curves.png")
     section.figures.append(path)
 
 
+def _app_table(markdown: str) -> str:
+    """A domain app's Markdown summary as the report shows it: its table first (the block
+    the report's numbers are read from), then its other text lines (captions); headings and
+    the app's own image links are left out (the report links the figures itself)."""
+    lines = markdown.splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    text = [line for line in lines if line.strip() and not line.startswith(("|", "#", "!["))]
+    return "\n".join(table) + ("\n\n" + "\n".join(text) if text else "")
+
+
 def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
+    # the llm app owns its summaries and figures: its comparison's summary.csv / .md / .json
+    # (era_llm_app.compare) and the comparison figures (era_llm_app.plots.plot_comparison)
     paper = paper_numbers()["llm"]
     section.paper = (
         f"{paper['table2']['caption']}\n\n"
@@ -355,47 +351,36 @@ def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
         "warm-up, then GRPO on multi-digit addition with exact-match rewards. The paper: "
         "Qwen2.5-Math-7B on DAPO-Math-17K."
     )
-    rows = _read_summary(section, out / "llm" / "summary.csv")
-    by_method = defaultdict(list)
-    for row in rows:
-        by_method[row["method"]].append(row)
-    cols = [
-        ("final_eval_accuracy", "final eval accuracy"),
-        ("tail_top_entropy_mean", "top-20 % entropy (last steps)"),
-        ("min_top_entropy_mean", "lowest top-20 % entropy"),
-        ("tail_frac_inside", "fraction inside band"),
-    ]
-    table = []
-    for method, items in by_method.items():
-        line = [method, len(items)]
-        for key, _ in cols:
-            line.append(pm([_float(i.get(key)) for i in items], 3))
-        table.append(line)
-    section.ours = markdown_table(["method", "seeds", *[label for _, label in cols]], table)
+    compare = out / "llm"
+    _read_summary(section, compare / "summary.csv")
+    aggregate = json.loads((compare / "summary.json").read_text())["aggregate"]
+    section.ours = _app_table((compare / "summary.md").read_text())
     from era_llm.era import ERAConfig  # only reached once the llm app has run
 
     low = ERAConfig().low  # the paper's floor, unless the ERA runs were given another
-    for config in sorted((out / "llm" / "era").glob("seed*/config.json")):
+    for config in sorted((compare / "era").glob("seed*/config.json")):
         low = json.loads(config.read_text()).get("era_low", low)
         break
+
+    def mean(method: str, key: str) -> float:
+        return float(aggregate[method].get(key, [math.nan])[0])
+
     for method in ("grpo", "entropy-bonus"):
-        if method in by_method and "era" in by_method:
-            m = mean_std([_float(i.get("min_top_entropy_mean")) for i in by_method[method]])[0]
-            e = mean_std([_float(i.get("min_top_entropy_mean")) for i in by_method["era"]])[0]
+        if method in aggregate and "era" in aggregate:
+            m, e = mean(method, "min_top_entropy_mean"), mean("era", "min_top_entropy_mean")
             section.verdict.append(
                 f"lowest top-20 % response entropy: ERA {e:.3f} vs {method} {m:.3f} "
                 f"(band floor {low}); ERA's lowest {'stayed above' if e >= low else 'fell below'} "
                 "the floor (ERA reacts in the update after a response falls below it; it does not clip "
                 "the sampled entropy)."
             )
-    if "grpo" in by_method and "era" in by_method:
-        g = mean_std([_float(i.get("final_eval_accuracy")) for i in by_method["grpo"]])[0]
-        e = mean_std([_float(i.get("final_eval_accuracy")) for i in by_method["era"]])[0]
+    if "grpo" in aggregate and "era" in aggregate:
+        g, e = mean("grpo", "final_eval_accuracy"), mean("era", "final_eval_accuracy")
         section.verdict.append(
             f"final accuracy: ERA {e:.3f} vs GRPO {g:.3f} ({'higher' if e > g else 'not higher'})."
         )
-    for name in ("compare_entropy.png", "compare_accuracy.png"):
-        src = out / "llm" / name
+    for name in ("compare_entropy.png", "compare_accuracy.png", "compare_reward.png"):
+        src = compare / name
         if src.exists():
             dst = figures / f"llm_{name}"
             shutil.copyfile(src, dst)
@@ -410,13 +395,6 @@ def _read_summary(section: Section, summary: Path) -> list[dict]:
         rows = list(csv.DictReader(handle))
     section.csvs.append(summary)
     return rows
-
-
-def _float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def summary_table(sections: list[Section]) -> str:

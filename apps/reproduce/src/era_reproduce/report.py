@@ -20,7 +20,7 @@ def paper_numbers() -> dict:
 
 
 def markdown_table(columns: list[str], rows: list[list]) -> str:
-    def cell(value) -> str:
+    def cell(value: object) -> str:
         if isinstance(value, float):
             return "n/a" if not math.isfinite(value) else f"{value:.2f}"
         return str(value)

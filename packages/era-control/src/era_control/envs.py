@@ -81,12 +81,13 @@ class DMCEnv:
         return _flatten(self._env.reset().observation)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
-        reward = 0.0
+        reward, ts = 0.0, None
         for _ in range(self.action_repeat):
             ts = self._env.step(action)
             reward += float(ts.reward or 0.0)
             if ts.last():
                 break
+        assert ts is not None  # action_repeat >= 1: the loop ran
         # dm-control suite tasks end only by their time limit (discount stays 1): truncation.
         terminated = ts.last() and ts.discount == 0.0
         return _flatten(ts.observation), reward, bool(terminated), bool(ts.last())
@@ -113,13 +114,14 @@ class GymEnv:
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
         scaled = self._low + 0.5 * (np.clip(action, -1, 1) + 1.0) * (self._high - self._low)
-        reward, terminated, truncated = 0.0, False, False
+        reward, terminated, truncated, obs = 0.0, False, False, None
         for _ in range(self.action_repeat):
             obs, r, term, truncated, _ = self._env.step(scaled)
             reward += float(r)
             terminated = bool(term) and self.terminate
             if terminated or truncated:
                 break
+        assert obs is not None  # action_repeat >= 1: the loop ran
         return np.asarray(obs, np.float32).ravel(), reward, terminated, bool(truncated)
 
     def close(self) -> None:

@@ -100,27 +100,34 @@ class Head(Protocol):
     @property
     def max_compensation(self) -> float: ...
 
-    def log_std(self, pre_std, delta=0.0, log_partition=None) -> tuple[jax.Array, jax.Array]:
+    def log_std(
+        self,
+        pre_std: jax.Array,
+        delta: jax.Array | float = 0.0,
+        log_partition: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
         """Log-std of the underlying Gaussian and the batch log-partition (zero if unused)."""
         ...
 
-    def loc(self, mu) -> jax.Array:
+    def loc(self, mu: jax.Array) -> jax.Array:
         """The location of the distribution (its mode before any squashing)."""
         ...
 
-    def mode(self, mu) -> jax.Array:
+    def mode(self, mu: jax.Array) -> jax.Array:
         """The deterministic action in ``[-1, 1]``."""
         ...
 
-    def sample(self, key, mu, log_std) -> tuple[jax.Array, jax.Array | None]:
+    def sample(
+        self, key: jax.Array, mu: jax.Array, log_std: jax.Array
+    ) -> tuple[jax.Array, jax.Array | None]:
         """A reparameterised sample and its ``log pi`` (``None`` where training never needs it)."""
         ...
 
-    def log_prob(self, action, mu, log_std) -> jax.Array:
+    def log_prob(self, action: jax.Array, mu: jax.Array, log_std: jax.Array) -> jax.Array:
         """``log pi(action)`` (the unbounded Gaussian kinds)."""
         ...
 
-    def entropy(self, mu, log_std, key=None) -> jax.Array:
+    def entropy(self, mu: jax.Array, log_std: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """The entropy of the final (bounded) policy per state."""
         ...
 
@@ -129,7 +136,9 @@ class Head(Protocol):
 # shared pieces
 
 
-def _gaussian_sample(key, mu, log_std):
+def _gaussian_sample(
+    key: jax.Array, mu: jax.Array, log_std: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """``u = mu + std * eps`` and the Gaussian ``log N(u; mu, std)`` summed over the last axis."""
     std = jnp.exp(log_std)
     eps = jax.random.normal(key, mu.shape)
@@ -137,7 +146,7 @@ def _gaussian_sample(key, mu, log_std):
     return u, jnp.sum(-0.5 * eps**2 - log_std - _HALF_LOG_2PI, -1)
 
 
-def _gaussian_log_prob(action, mu, log_std):
+def _gaussian_log_prob(action: jax.Array, mu: jax.Array, log_std: jax.Array) -> jax.Array:
     z = (action - mu) * jnp.exp(-log_std)
     return jnp.sum(-0.5 * z**2 - log_std - _HALF_LOG_2PI, -1)
 
@@ -161,13 +170,13 @@ class _BaseHead:
             era_core.max_gaussian_entropy(self.action_dim, self.log_std_max) - self.target_entropy
         )
 
-    def loc(self, mu):
+    def loc(self, mu: jax.Array) -> jax.Array:
         return mu
 
-    def mode(self, mu):
+    def mode(self, mu: jax.Array) -> jax.Array:
         return jnp.tanh(mu)
 
-    def log_prob(self, action, mu, log_std) -> jax.Array:
+    def log_prob(self, action: jax.Array, mu: jax.Array, log_std: jax.Array) -> jax.Array:
         raise ValueError(f"log_prob is implemented for the Gaussian kinds, not {self.kind!r}")
 
 
@@ -193,7 +202,12 @@ class _ERAHead(_BaseHead):
                 f"valid range: at most {ceiling:.4f} nats"
             )
 
-    def log_std(self, pre_std, delta=0.0, log_partition=None):
+    def log_std(
+        self,
+        pre_std: jax.Array,
+        delta: jax.Array | float = 0.0,
+        log_partition: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array | None]:
         """Eq. 11 with the target ``H0 + delta`` (``delta`` clipped to stay feasible).
         Batch-level: normalised over all leading axes; pass the running ``log_partition`` to act
         with it (evaluation / data collection)."""
@@ -226,14 +240,16 @@ class TruncatedHead(_ERAHead):
 
     kind: ClassVar[str] = "truncated"
 
-    def loc(self, mu):
+    def loc(self, mu: jax.Array) -> jax.Array:
         return jnp.tanh(mu)
 
-    def sample(self, key, mu, log_std):
+    def sample(
+        self, key: jax.Array, mu: jax.Array, log_std: jax.Array
+    ) -> tuple[jax.Array, jax.Array | None]:
         std = jnp.exp(log_std)
         return truncated_normal_sample(key, jnp.tanh(mu), std), None
 
-    def entropy(self, mu, log_std, key=None):
+    def entropy(self, mu: jax.Array, log_std: jax.Array, key: jax.Array | None = None) -> jax.Array:
         return era_core.truncated_gaussian_entropy(jnp.tanh(mu), log_std)
 
 
@@ -245,11 +261,13 @@ class TanhHead(_ERAHead):
 
     entropy_samples: int = 4
 
-    def sample(self, key, mu, log_std):
+    def sample(
+        self, key: jax.Array, mu: jax.Array, log_std: jax.Array
+    ) -> tuple[jax.Array, jax.Array | None]:
         u, log_prob = _gaussian_sample(key, mu, log_std)
         return jnp.tanh(u), log_prob - era_core.tanh_log_det_jacobian(u)
 
-    def entropy(self, mu, log_std, key=None):
+    def entropy(self, mu: jax.Array, log_std: jax.Array, key: jax.Array | None = None) -> jax.Array:
         return era_core.tanh_gaussian_entropy(mu, log_std, self.entropy_samples, key)
 
 
@@ -257,16 +275,18 @@ class _UnboundedGaussian:
     """The action distribution of the PPO heads: a Gaussian, clipped to [-1, 1] only for its
     mode; exact log-prob and entropy."""
 
-    def mode(self, mu):
+    def mode(self, mu: jax.Array) -> jax.Array:
         return jnp.clip(mu, -1.0, 1.0)
 
-    def sample(self, key, mu, log_std):
+    def sample(
+        self, key: jax.Array, mu: jax.Array, log_std: jax.Array
+    ) -> tuple[jax.Array, jax.Array | None]:
         return _gaussian_sample(key, mu, log_std)
 
-    def log_prob(self, action, mu, log_std):
+    def log_prob(self, action: jax.Array, mu: jax.Array, log_std: jax.Array) -> jax.Array:
         return _gaussian_log_prob(action, mu, log_std)
 
-    def entropy(self, mu, log_std, key=None):
+    def entropy(self, mu: jax.Array, log_std: jax.Array, key: jax.Array | None = None) -> jax.Array:
         return era_core.gaussian_entropy(log_std)
 
 
@@ -285,15 +305,22 @@ class SACHead(_BaseHead):
 
     entropy_samples: int = 4
 
-    def log_std(self, pre_std, delta=0.0, log_partition=None):
+    def log_std(
+        self,
+        pre_std: jax.Array,
+        delta: jax.Array | float = 0.0,
+        log_partition: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array | None]:
         lo, hi = self.log_std_min, self.log_std_max
         return lo + 0.5 * (hi - lo) * (jnp.tanh(pre_std) + 1.0), jnp.zeros(())
 
-    def sample(self, key, mu, log_std):
+    def sample(
+        self, key: jax.Array, mu: jax.Array, log_std: jax.Array
+    ) -> tuple[jax.Array, jax.Array | None]:
         u, log_prob = _gaussian_sample(key, mu, log_std)
         return jnp.tanh(u), log_prob - era_core.tanh_log_det_jacobian(u)
 
-    def entropy(self, mu, log_std, key=None):
+    def entropy(self, mu: jax.Array, log_std: jax.Array, key: jax.Array | None = None) -> jax.Array:
         return era_core.tanh_gaussian_entropy(mu, log_std, self.entropy_samples, key)
 
 
@@ -303,7 +330,12 @@ class GaussianHead(_UnboundedGaussian, _BaseHead):
 
     kind: ClassVar[str] = "gaussian"
 
-    def log_std(self, pre_std, delta=0.0, log_partition=None):
+    def log_std(
+        self,
+        pre_std: jax.Array,
+        delta: jax.Array | float = 0.0,
+        log_partition: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array | None]:
         return jnp.clip(pre_std, self.log_std_min, self.log_std_max), jnp.zeros(())
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 ACTIVATIONS = {"elu": nn.elu, "relu": nn.relu, "tanh": nn.tanh}
@@ -19,7 +20,7 @@ class MLP(nn.Module):
     layer_norm: bool = True
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x: jax.Array):
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
             x = nn.Dense(width)(x)
@@ -41,7 +42,7 @@ class Actor(nn.Module):
     final_scale: float = 1.0
 
     @nn.compact
-    def __call__(self, obs):
+    def __call__(self, obs: jax.Array):
         x = MLP(self.hidden, self.activation, self.layer_norm)(obs)
         init = nn.initializers.variance_scaling(self.final_scale, "fan_avg", "uniform")
         mu = nn.Dense(self.action_dim, kernel_init=init)(x)
@@ -66,7 +67,7 @@ class DoubleCritic(nn.Module):
     layer_norm: bool = True
 
     @nn.compact
-    def __call__(self, obs, action):
+    def __call__(self, obs: jax.Array, action: jax.Array):
         q = [_QNet(self.hidden, self.activation, self.layer_norm)(obs, action) for _ in range(2)]
         return jnp.stack(q)
 
@@ -77,7 +78,7 @@ class _QNet(nn.Module):
     layer_norm: bool
 
     @nn.compact
-    def __call__(self, obs, action):
+    def __call__(self, obs: jax.Array, action: jax.Array):
         x = MLP(self.hidden, self.activation, self.layer_norm)(jnp.concatenate([obs, action], -1))
         return nn.Dense(1)(x)[..., 0]
 
@@ -89,5 +90,5 @@ class ValueNetwork(nn.Module):
     activation: str
 
     @nn.compact
-    def __call__(self, obs):
+    def __call__(self, obs: jax.Array):
         return nn.Dense(1)(MLP(self.hidden, self.activation, layer_norm=False)(obs))[..., 0]

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -80,7 +81,7 @@ class OffPolicyConfig:
             raise ValueError(f"hidden must be positive layer widths, got {self.hidden}")
 
 
-def _mean(x):
+def _mean(x: jax.Array) -> jax.Array:
     return jnp.mean(x) if x is not None else jnp.zeros(())
 
 
@@ -106,42 +107,70 @@ class OffPolicyAgent:
         """Extra learned parameters and their optimiser states (e.g. SAC's temperature)."""
         return {}
 
-    def next_value_penalty(self, extra, next_log_prob):
+    def next_value_penalty(
+        self, extra: dict[str, Any], next_log_prob: jax.Array | None
+    ) -> jax.Array | float:
         """Subtracted from ``min(Q1', Q2')`` in the critic target (SAC: ``alpha log pi``)."""
         return 0.0
 
-    def actor_loss(self, actor_params, extra, critic_params, obs, key):
+    def actor_loss(
+        self,
+        actor_params: Any,
+        extra: dict[str, Any],
+        critic_params: Any,
+        obs: jax.Array,
+        key: jax.Array,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Returns ``(loss, aux)``; ``aux`` is a dict handed to :meth:`update_extra`."""
         raise NotImplementedError
 
-    def update_extra(self, extra, aux) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+    def update_extra(
+        self, extra: dict[str, Any], aux: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         return extra, {}
 
     # ---- policy ------------------------------------------------------------------------
-    def delta(self, extra):
+    def delta(self, extra: dict[str, Any]) -> jax.Array | float:
         """The ERA compensation used by the head (0 unless the algorithm learns or sets one)."""
         return 0.0
 
-    def distribution(self, actor_params, extra, obs, training: bool = True):
+    def distribution(
+        self, actor_params: Any, extra: dict[str, Any], obs: jax.Array, training: bool = True
+    ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """``(mu, log_std, batch_log_partition)`` of the policy at ``obs``."""
-        mu, pre_std = self.actor.apply(actor_params, obs)
+        mu, pre_std = cast(tuple[jax.Array, jax.Array], self.actor.apply(actor_params, obs))
         running = None if training else extra.get("log_partition")
         log_std, log_z = self.head.log_std(pre_std, self.delta(extra), running)
         return mu, log_std, log_z
 
-    def sample(self, actor_params, extra, obs, key, training: bool = True):
+    def sample(
+        self,
+        actor_params: Any,
+        extra: dict[str, Any],
+        obs: jax.Array,
+        key: jax.Array,
+        training: bool = True,
+    ) -> tuple[jax.Array, jax.Array | None]:
         mu, log_std, _ = self.distribution(actor_params, extra, obs, training)
         return self.head.sample(key, mu, log_std)
 
-    def act(self, actor_params, extra, obs, key, deterministic: bool):
+    def act(
+        self,
+        actor_params: Any,
+        extra: dict[str, Any],
+        obs: jax.Array,
+        key: jax.Array | None,
+        deterministic: bool,
+    ) -> jax.Array:
         """Action for one observation (or a batch) when collecting data or evaluating."""
         if deterministic:
             mu, _ = self.actor.apply(actor_params, obs)
             return self.head.mode(mu)
+        key = cast(jax.Array, key)  # only deterministic actions come without a key
         return self.sample(actor_params, extra, obs, key, training=False)[0]
 
     # ---- state -------------------------------------------------------------------------
-    def init_state(self, key) -> dict[str, Any]:
+    def init_state(self, key: jax.Array) -> dict[str, Any]:
         k_actor, k_critic, k_run = jax.random.split(key, 3)
         obs = jnp.zeros((1, self.obs_dim))
         act = jnp.zeros((1, self.action_dim))
@@ -161,7 +190,9 @@ class OffPolicyAgent:
         }
 
     # ---- one gradient update -------------------------------------------------------------
-    def update(self, state, key):
+    def update(
+        self, state: dict[str, Any], key: jax.Array
+    ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         """Critic, then actor, then the extra parameters, then the target network."""
         cfg = self.config
         k_batch, k_next, k_actor = jax.random.split(key, 3)
@@ -169,20 +200,22 @@ class OffPolicyAgent:
         extra = state["extra"]
 
         next_action, next_log_prob = self.sample(state["actor"], extra, batch["next_obs"], k_next)
-        next_q = self.critic.apply(state["critic_target"], batch["next_obs"], next_action).min(0)
+        next_q = cast(
+            jax.Array, self.critic.apply(state["critic_target"], batch["next_obs"], next_action)
+        ).min(0)
         next_v = next_q - self.next_value_penalty(extra, next_log_prob)
         target_q = batch["reward"] + cfg.gamma * batch["discount"] * next_v
         target_q = jax.lax.stop_gradient(target_q)
 
-        def critic_loss_fn(params):
-            q = self.critic.apply(params, batch["obs"], batch["action"])
+        def critic_loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
+            q = cast(jax.Array, self.critic.apply(params, batch["obs"], batch["action"]))
             return jnp.mean(jnp.sum((q - target_q) ** 2, 0)), q
 
         (critic_loss, q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state["critic"])
         updates, critic_opt = self.critic_opt.update(grads, state["critic_opt"], state["critic"])
         critic = optax.apply_updates(state["critic"], updates)
 
-        def actor_loss_fn(params):
+        def actor_loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
             return self.actor_loss(params, extra, critic, batch["obs"], k_actor)
 
         (actor_loss, aux), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state["actor"])
@@ -210,7 +243,17 @@ class OffPolicyAgent:
         return new_state, metrics
 
     # ---- one environment step ------------------------------------------------------------
-    def step(self, state, next_obs, reward, terminated, obs, random, *, update: bool):
+    def step(
+        self,
+        state: dict[str, Any],
+        next_obs: jax.Array,
+        reward: jax.Array,
+        terminated: jax.Array,
+        obs: jax.Array,
+        random: jax.Array,
+        *,
+        update: bool,
+    ) -> tuple[dict[str, Any], jax.Array, dict[str, jax.Array]]:
         """Store ``(last_obs, last_action, reward, next_obs)``, update, pick the next action.
 
         ``next_obs`` is where the step landed (the transition's next state), ``obs`` the
@@ -237,32 +280,46 @@ class OffPolicyAgent:
         state = dict(state, key=key, last_obs=obs, last_action=action)
         return state, action, metrics
 
-    def _explore(self, state, obs, key, random):
+    def _explore(
+        self, state: dict[str, Any], obs: jax.Array, key: jax.Array, random: jax.Array
+    ) -> jax.Array:
         """Uniform random action (warm-up) or a policy sample; ``random`` is a traced bool."""
         k_uniform, k_policy = jax.random.split(key)
         uniform = jax.random.uniform(k_uniform, (self.action_dim,), minval=-1.0, maxval=1.0)
         policy = self.act(state["actor"], state["extra"], obs[None], k_policy, False)[0]
         return jnp.where(random, uniform, policy)
 
-    def start(self, state, obs, random):
+    def start(
+        self, state: dict[str, Any], obs: jax.Array, random: jax.Array
+    ) -> tuple[dict[str, Any], jax.Array]:
         """Set the first observation of a run and choose the first action."""
         key, k_act = jax.random.split(state["key"])
         action = self._explore(state, obs, k_act, random)
         return dict(state, key=key, last_obs=obs, last_action=action), action
 
-    def compile(self):
+    def compile(self) -> dict[str, Callable[..., Any]]:
         """Seed-vmapped, jitted functions: ``init``, ``start``, ``step``, ``act_eval``."""
 
-        def start(state, obs, random):
+        def start(
+            state: dict[str, Any], obs: jax.Array, random: jax.Array
+        ) -> tuple[dict[str, Any], jax.Array]:
             return jax.vmap(self.start, in_axes=(0, 0, None))(state, obs, random)
 
-        def step(state, next_obs, reward, terminated, obs, random, update):
+        def step(
+            state: dict[str, Any],
+            next_obs: jax.Array,
+            reward: jax.Array,
+            terminated: jax.Array,
+            obs: jax.Array,
+            random: jax.Array,
+            update: bool,
+        ) -> tuple[dict[str, Any], jax.Array, dict[str, jax.Array]]:
             fn = functools.partial(self.step, update=update)
             return jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, None))(
                 state, next_obs, reward, terminated, obs, random
             )
 
-        def act_eval(state, obs):
+        def act_eval(state: dict[str, Any], obs: jax.Array) -> jax.Array:
             act = lambda s, o: self.act(s["actor"], s["extra"], o[None], None, True)[0]  # noqa: E731
             return jax.vmap(act)(state, obs)
 

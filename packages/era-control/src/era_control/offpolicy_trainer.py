@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
+import jax
 import numpy as np
 
 from . import checkpoint
@@ -33,7 +35,7 @@ def build_agent(
 class OffPolicyTrainer(Trainer):
     """SAC and SAC-ERA: all seeds in one vmapped, jitted step per environment step."""
 
-    def build(self):
+    def build(self) -> tuple[Any, dict[str, Callable[..., Any]]]:
         run = self.run_config
         self.warmup = warmup_steps(self.config.warmup_steps, run.steps)
         capacity = min(self.config.buffer_size, run.steps)
@@ -54,12 +56,13 @@ class OffPolicyTrainer(Trainer):
     def checkpoint_extras(self, loop: Loop) -> dict[str, Any]:
         return {"action": np.asarray(loop.carry)}
 
-    def checkpoint_bytes(self, step: int, state, action) -> bytes:
+    def checkpoint_bytes(self, step: int, state: dict[str, Any], action: jax.Array) -> bytes:
         """The checkpoint of ``state`` at ``step`` with the pending ``action``."""
         return checkpoint.dumps(step, state, self.envs, self.run_config, action=np.asarray(action))
 
     def row_prefix(self) -> dict[str, float]:
-        return {"target_entropy": float(self.target_entropy)}
+        # an off-policy algorithm always has a target entropy
+        return {"target_entropy": float(cast(float, self.target_entropy))}
 
     def advance(self, loop: Loop, window: Window, on_step: OnStep | None) -> None:
         res = self.envs.step(loop.carry)

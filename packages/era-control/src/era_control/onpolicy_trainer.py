@@ -9,6 +9,7 @@ in which a ``log_interval`` / ``checkpoint_interval`` boundary is crossed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from .trainer import Loop, OnStep, Trainer, Window
 class OnPolicyTrainer(Trainer):
     """PPO and PPO-ERA, with the same interface as the off-policy trainer."""
 
-    def build(self):
+    def build(self) -> tuple[Any, dict[str, Callable[..., Any]]]:
         agent = self.spec.agent(self.config, self.envs.observation_dim, self.envs.action_dim)
         return agent, agent.compile()
 

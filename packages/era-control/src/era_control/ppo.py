@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +74,7 @@ class PPOERAConfig(PPOConfig):
     log_std_max: float = 0.0
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # names this module has always exported, now read from the registry / the trainer module
     if name == "PPO_CONFIGS":  # algorithm name -> config class
         specs = [get_algorithm(n) for n in list_algorithms()]
@@ -105,8 +106,9 @@ class PPOAgent:
         if self.era:
             if config.ent_coef != 0.0:
                 raise ValueError("PPO-ERA has no entropy coefficient: ent_coef must be 0")
+            era_config = cast(PPOERAConfig, config)  # self.era: the PPO-ERA config
             self.target_entropy: float | None = total_target_entropy(
-                config.target_entropy_per_dim, action_dim, config.log_std_max
+                era_config.target_entropy_per_dim, action_dim, config.log_std_max
             )
             self.head = heads.make_head(
                 "gaussian-era", action_dim, target_entropy=self.target_entropy, **bounds
@@ -127,25 +129,27 @@ class PPOAgent:
             optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5)
         )
 
-    def init_state(self, key):
+    def init_state(self, key: jax.Array) -> dict[str, Any]:
         k_a, k_c, k_run = jax.random.split(key, 3)
         obs = jnp.zeros((1, self.obs_dim))
         params = {"actor": self.actor.init(k_a, obs), "critic": self.critic.init(k_c, obs)}
         return {"params": params, "opt": self.opt.init(params), "key": k_run}
 
-    def dist(self, params, obs):
-        mu, pre_std = self.actor.apply(params["actor"], obs)
+    def dist(self, params: Any, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mu, pre_std = cast(tuple[jax.Array, jax.Array], self.actor.apply(params["actor"], obs))
         log_std, _ = self.head.log_std(pre_std)
         return mu, log_std
 
-    def policy_step(self, state, obs):
+    def policy_step(
+        self, state: dict[str, Any], obs: jax.Array
+    ) -> tuple[dict[str, Any], jax.Array, jax.Array | None]:
         """Sample an action for one seed: ``(state, action, log_prob)``."""
         key, k = jax.random.split(state["key"])
         mu, log_std = self.dist(state["params"], obs)
         action, log_prob = self.head.sample(k, mu, log_std)
         return dict(state, key=key), action, log_prob
 
-    def loss(self, params, batch):
+    def loss(self, params: Any, batch: dict[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
         cfg = self.config
         mu, log_std = self.dist(params, batch["obs"])
         log_prob = self.head.log_prob(batch["action"], mu, log_std)
@@ -167,16 +171,18 @@ class PPOAgent:
         }
         return loss, aux
 
-    def update(self, state, rollout):
+    def update(
+        self, state: dict[str, Any], rollout: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         """GAE over the rollout ``(T, ...)`` of one seed, then ``epochs`` x minibatch steps."""
         cfg = self.config
         critic = functools.partial(self.critic.apply, state["params"]["critic"])
-        values = critic(rollout["obs"])
+        values = cast(jax.Array, critic(rollout["obs"]))
         next_values = critic(rollout["final_obs"]) * (1.0 - rollout["terminated"])
         deltas = rollout["reward"] + cfg.gamma * next_values - values
         not_done = 1.0 - rollout["done"]
 
-        def gae(carry, x):
+        def gae(carry: jax.Array, x: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             delta, nd = x
             carry = delta + cfg.gamma * cfg.gae_lambda * nd * carry
             return carry, carry
@@ -195,7 +201,7 @@ class PPOAgent:
             jax.random.split(k_perm, cfg.epochs)
         ).reshape(cfg.epochs * n, cfg.minibatch_size)
 
-        def minibatch(carry, idx):
+        def minibatch(carry: Any, idx: jax.Array) -> tuple[tuple[Any, Any], dict[str, jax.Array]]:
             params, opt = carry
             batch = jax.tree.map(lambda x: x[idx], data)
             (_, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(params, batch)
@@ -209,7 +215,7 @@ class PPOAgent:
         metrics["ent_coef"] = jnp.asarray(cfg.ent_coef)
         return dict(state, params=params, opt=opt, key=key), metrics
 
-    def compile(self):
+    def compile(self) -> dict[str, Callable[..., Any]]:
         return {
             "init": jax.jit(jax.vmap(self.init_state)),
             "policy_step": jax.jit(jax.vmap(self.policy_step)),

@@ -6,6 +6,8 @@ donated to the step, :func:`replay_add` writes in place.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -22,7 +24,14 @@ def replay_init(capacity: int, obs_dim: int, action_dim: int) -> dict[str, jax.A
     }
 
 
-def replay_add(buffer, obs, action, reward, next_obs, discount):
+def replay_add(
+    buffer: dict[str, Any],
+    obs: jax.Array,
+    action: jax.Array,
+    reward: jax.Array,
+    next_obs: jax.Array,
+    discount: jax.Array,
+) -> dict[str, jax.Array]:
     """Insert one transition (ring buffer: the oldest is overwritten when full)."""
     capacity = buffer["reward"].shape[0]
     i = buffer["ptr"]
@@ -40,7 +49,7 @@ def replay_add(buffer, obs, action, reward, next_obs, discount):
     return out
 
 
-def replay_sample(buffer, key, batch_size: int) -> dict[str, jax.Array]:
+def replay_sample(buffer: dict[str, Any], key: jax.Array, batch_size: int) -> dict[str, jax.Array]:
     """``batch_size`` transitions drawn uniformly with replacement from the filled part."""
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer["size"], 1))
     return {k: buffer[k][idx] for k in ("obs", "action", "reward", "next_obs", "discount")}

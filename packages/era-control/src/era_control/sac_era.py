@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +54,8 @@ class SACERAConfig(OffPolicyConfig):
 class SACERA(OffPolicyAgent):
     """SAC-ERA: the ERA head fixes the Gaussian's entropy at ``H0 + delta``; no alpha."""
 
+    config: SACERAConfig
+
     def __init__(self, config: SACERAConfig, obs_dim: int, action_dim: int, capacity: int):
         if config.head not in BOUNDED_HEADS:
             raise ValueError(f"head must be one of {BOUNDED_HEADS}, got {config.head!r}")
@@ -81,7 +84,7 @@ class SACERA(OffPolicyAgent):
             batch_level=cfg.batch_level,
         )
 
-    def init_extra(self):
+    def init_extra(self) -> dict[str, Any]:
         extra = {}
         if self.config.compensation == "learned":
             log_delta = jnp.asarray(math.log(max(self.config.delta, 1e-2)), jnp.float32)
@@ -90,16 +93,23 @@ class SACERA(OffPolicyAgent):
             extra["log_partition"] = jnp.asarray(math.log(self.action_dim), jnp.float32)
         return extra
 
-    def delta(self, extra):
+    def delta(self, extra: dict[str, Any]) -> jax.Array | float:
         if self.config.compensation == "learned":
             return era_core.compensation_value(extra["log_delta"], "log")
         return self.config.delta
 
-    def actor_loss(self, actor_params, extra, critic_params, obs, key):
+    def actor_loss(
+        self,
+        actor_params: Any,
+        extra: dict[str, Any],
+        critic_params: Any,
+        obs: jax.Array,
+        key: jax.Array,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         k_sample, k_entropy = jax.random.split(key)
         mu, log_std, log_z = self.distribution(actor_params, extra, obs, training=True)
         action, _ = self.head.sample(k_sample, mu, log_std)
-        q = self.critic.apply(critic_params, obs, action).min(0)
+        q = cast(jax.Array, self.critic.apply(critic_params, obs, action)).min(0)
         loss = -jnp.mean(q)
         entropy = jax.lax.stop_gradient(self.head.entropy(mu, log_std, k_entropy))
         aux = {
@@ -111,11 +121,13 @@ class SACERA(OffPolicyAgent):
         }
         return loss, aux
 
-    def update_extra(self, extra, aux):
+    def update_extra(
+        self, extra: dict[str, Any], aux: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         extra, metrics = dict(extra), {}
         if self.config.compensation == "learned":
 
-            def loss_fn(log_delta):
+            def loss_fn(log_delta: jax.Array) -> jax.Array:
                 return era_core.compensation_loss(
                     log_delta, aux["_entropy_per_state"], self.target_entropy
                 )

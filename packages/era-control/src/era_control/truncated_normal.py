@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 
 @jax.custom_jvp
-def standard_truncated_normal(alpha, beta, u):
+def standard_truncated_normal(alpha: jax.Array, beta: jax.Array, u: jax.Array) -> jax.Array:
     """The ``u``-quantile of a standard normal truncated to ``[alpha, beta]`` (``u`` in [0, 1]).
 
     ``z = Phi^-1(Phi(alpha) + u * (Phi(beta) - Phi(alpha)))``, evaluated on whichever side
@@ -41,13 +41,15 @@ def standard_truncated_normal(alpha, beta, u):
     return jnp.clip(z, alpha, beta)
 
 
-def _unit_interval_exp(factor, log_x):
+def _unit_interval_exp(factor: jax.Array, log_x: jax.Array) -> jax.Array:
     # factor * exp(log_x) in [0, 1], without overflow (the exponent is clipped first)
     return jnp.clip(factor * jnp.exp(jnp.minimum(log_x, 60.0)), 0.0, 1.0)
 
 
 @standard_truncated_normal.defjvp
-def _standard_truncated_normal_jvp(primals, tangents):
+def _standard_truncated_normal_jvp(
+    primals: tuple[jax.Array, ...], tangents: tuple[jax.Array, ...]
+) -> tuple[jax.Array, jax.Array]:
     alpha, beta, u = primals
     d_alpha, d_beta, _ = tangents  # u is a random draw: no tangent flows through it
     z = standard_truncated_normal(alpha, beta, u)
@@ -56,7 +58,13 @@ def _standard_truncated_normal_jvp(primals, tangents):
     return z, dz_dalpha * d_alpha + dz_dbeta * d_beta
 
 
-def truncated_normal_sample(key, loc, scale, low=-1.0, high=1.0):
+def truncated_normal_sample(
+    key: jax.Array,
+    loc: jax.Array,
+    scale: jax.Array,
+    low: jax.Array | float = -1.0,
+    high: jax.Array | float = 1.0,
+) -> jax.Array:
     """A reparameterised sample of ``N(loc, scale^2)`` truncated to ``[low, high]``, with finite
     gradients for every ``loc`` in ``[low, high]`` and ``scale > 0`` (see
     :func:`standard_truncated_normal`)."""

@@ -1,0 +1,164 @@
+"""One ``era-control-train`` run in its run directory, on the shared lifecycle ``era_core.runs``.
+
+* :func:`check_out`: ``--out`` must be new or empty (checked before anything is built).
+* :func:`resume_config`: the stored config of ``--resume DIR`` and the one the given flags make
+  of it, which must be equal (every difference is named by its flag).
+* :func:`open_run`: the :class:`era_core.runs.Run` (new: ``config.json`` written; resumed: a
+  finished run refused) and the checkpoint bytes to continue from (``None`` for a fresh start,
+  or a resumed run killed before its first checkpoint).
+* :func:`train`: the trainer's loop with the metric files (``era_core.runlog``), the atomic
+  ``checkpoint.pkl`` and a progress bar.
+* :func:`finish`: ``curves.png``, then ``summary.json`` and ``DONE`` (``Run.finish``).
+
+A checkpoint is the trainer's pickled blob (:mod:`era_control.checkpoint`), stored as it is.
+It holds every random state a run draws from: the JAX keys are part of the learner state and
+the environments' own generators are restored from their seeds and recorded actions, while
+no code of the loop draws from Python's or NumPy's global generator, so the app saves no
+``era_core.runs.rng_state`` beside it. Every refusal is an ``era_core.runs.RunError`` (a
+``ValueError``) whose message names the flag and the directory.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from era_control.checkpoint import CHECKPOINT
+from era_control.run_config import RunConfig
+from era_control.trainer import Trainer
+from era_core import runs
+from era_core.runs import RunError
+
+from .results import plot, summarize
+
+__all__ = ["CHECKPOINT", "CURVES", "RunError", "check_out", "finish", "open_run", "train"]
+
+CURVES = "curves.png"
+
+
+def check_out(out: Path | None) -> Path:
+    """``out`` as a path; ``RunError`` if it is missing, a file or a non-empty directory."""
+    if out is None:
+        raise RunError("--out DIR is required (or --resume DIR)")
+    status = runs.run_status(out, checkpoint=CHECKPOINT)
+    if status not in ("absent", "empty"):
+        raise RunError(
+            f"--out {out} exists and is not empty; use --resume {out} to continue it, or "
+            "choose a new directory"
+        )
+    return Path(out)
+
+
+def _differences(stored: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """``--flag (stored X, given Y)`` for every setting ``given`` changes; the agent's
+    overrides are compared key by key and named by their ``--set KEY``."""
+    diff = runs.config_diff({k: v for k, v in stored.items() if k != "agent"},
+                            {k: v for k, v in given.items() if k != "agent"})  # fmt: skip
+    named = {"--" + key.replace("_", "-"): values for key, values in diff.items()}
+    agent = runs.config_diff(stored.get("agent", {}), given.get("agent", {}))
+    named |= {f"--set {key}": values for key, values in agent.items()}
+    return [f"{flag} (stored {old!r}, given {new!r})" for flag, (old, new) in named.items()]
+
+
+def resume_config(
+    resume: Path, out: Path | None, requested: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The stored config of the run in ``resume``; ``requested(stored)`` is the config the
+    given flags make of it, which must equal it (``RunError`` naming each difference)."""
+    if out is not None and Path(out) != Path(resume):
+        raise RunError(f"--out {out} differs from --resume {resume}; pass one of them")
+    stored = runs.read_config(resume)
+    given = requested(stored)
+    differences = _differences(stored, given)
+    if differences:
+        raise RunError(
+            f"--resume {resume} was started with a different config; these flags change it: "
+            + "; ".join(differences)
+        )
+    return stored
+
+
+def _checked_blob(data: bytes) -> bytes:
+    """The checkpoint bytes as stored, once they are known to unpickle to a step."""
+    int(pickle.loads(data)["step"])
+    return data
+
+
+def open_run(
+    config: dict[str, Any], *, out: Path | None = None, resume: Path | None = None
+) -> tuple[runs.Run, bytes | None]:
+    """The run directory of ``config`` and the checkpoint to resume from (or ``None``).
+
+    A new run (``out``) writes ``config.json``; a resumed one (``resume``, its config already
+    checked by :func:`resume_config`) must not be finished, and its checkpoint must be readable.
+    """
+    if resume is None:
+        return runs.new_run(check_out(out), config, checkpoint=CHECKPOINT), None
+    run = runs.resume_run(resume, checkpoint=CHECKPOINT)
+    if run.done:
+        raise RunError(f"--resume {resume}: that run is already complete (DONE exists)")
+    if not run.has_checkpoint():
+        return run, None
+    return run, run.load_checkpoint(deserialize=_checked_blob)
+
+
+def checkpoint_step(blob: bytes) -> int:
+    """The step a checkpoint was written at."""
+    return int(pickle.loads(blob)["step"])
+
+
+def train(
+    trainer: Trainer,
+    run: runs.Run,
+    resume_blob: bytes | None,
+    *,
+    tensorboard: bool = True,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> int:
+    """Train with logging, checkpoints and a progress bar; returns the last step reached."""
+    from tqdm import tqdm
+
+    from era_core.runlog import MetricsLogger
+
+    config: RunConfig = trainer.run_config
+    start = checkpoint_step(resume_blob) if resume_blob is not None else 0
+    resume_step = start if resume_blob is not None else None
+    logger = MetricsLogger(run.path, tensorboard=tensorboard, resume_step=resume_step)
+    bar = tqdm(
+        total=config.steps,
+        initial=start,
+        unit="step",
+        disable=not progress,
+        desc=f"{config.algo} {config.env} x{config.seeds}",
+        dynamic_ncols=True,
+    )
+
+    def on_step(step: int, latest: float | None) -> None:
+        bar.update(1)
+        if latest is not None and step % 50 == 0:
+            bar.set_postfix(ret=f"{latest:.1f}", refresh=False)
+
+    def save_checkpoint(step: int, blob: bytes) -> None:
+        run.save_checkpoint(blob, serialize=bytes)
+
+    with logger:
+        last = trainer.run(
+            logger.log,
+            save_checkpoint=save_checkpoint,
+            resume=resume_blob,
+            stop_at=stop_at,
+            on_step=on_step,
+        )
+    bar.close()
+    return last
+
+
+def finish(run: runs.Run, title: str) -> dict[str, Any]:
+    """Write the figure and the summary of a complete run, then ``DONE``; returns the summary."""
+    plot([run.path], run.path / CURVES, title=title, detail=True)
+    summary = summarize(run.path)
+    run.finish(summary)
+    return summary
