@@ -7,7 +7,8 @@
 2. `python -m venv DIR/venv-<domain>` makes an empty environment, and its own `pip` installs
    the domain package as the README says, `pip install --find-links DIR/dist era-<domain>`
    (era-core comes from the built wheels as its dependency; third-party dependencies come
-   from PyPI, held to the versions in `uv.lock` by a constraints file from `uv export`);
+   from PyPI, held to the versions in `uv.lock` by a constraints file from `uv export`; the
+   machine's own pip configuration, local wheel folders and caps are ignored);
 3. the environment imports the package, runs the README's example for it, and checks that
    the framework the package must never pull is absent: no `jax` next to era-vision or
    era-llm, no `torch` next to era-control, neither next to era-core.
@@ -18,6 +19,7 @@ Each check prints one line; the exit status is 1 when any fails. Standard librar
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -93,6 +95,18 @@ print(f"{module} imports; absent as required: {', '.join(forbidden)}")
 """
 
 
+# pip settings of the machine that would make this install differ from a user's: local wheel
+# folders and indexes (e.g. a CPU-only torch next to a torchvision built for PyPI's CUDA torch),
+# and caps. Dropped for pip, so that it resolves from PyPI and our constraints alone.
+MACHINE_PIP_SETTINGS = ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_NO_INDEX")
+
+
+def pip_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in MACHINE_PIP_SETTINGS}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    return env
+
+
 def check_domain(domain: str, dist: Path, work: Path) -> list[str]:
     """Install, import, run the example, check the forbidden frameworks; failures as lines."""
     distribution, module, forbidden, heading = DOMAINS[domain]
@@ -103,7 +117,10 @@ def check_domain(domain: str, dist: Path, work: Path) -> list[str]:
     failures = []
     try:
         pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        run([*pip, "--no-compile", "--find-links", str(dist), "-c", str(pins), distribution])
+        run(
+            [*pip, "--no-compile", "--find-links", str(dist), "-c", str(pins), distribution],
+            env=pip_environment(),
+        )
         run([python, "-c", PROBE, module, *forbidden])
         run([python, "-c", readme_example(heading)], cwd=work)
     except subprocess.CalledProcessError as error:

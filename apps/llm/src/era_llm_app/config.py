@@ -195,12 +195,18 @@ def validate(cfg: TrainConfig) -> ERAConfig:
     Returns the run's `ERAConfig` (whose own checks name the ``--era-*`` flags)."""
     if cfg.era_topk < 0:
         raise ValueError(f"--era-topk {cfg.era_topk} must be >= 0 (0 = full softmax)")
+    if cfg.seed < 0:
+        raise ValueError(f"--seed {cfg.seed} must be >= 0")
+    if cfg.threads < 0:
+        raise ValueError(f"--threads {cfg.threads} must be >= 0 (0: the app's choice)")
     era_cfg = era_config(cfg)
     positive = {
         "--steps": cfg.steps,
         "--prompts-per-step": cfg.prompts_per_step,
         "--eval-size": cfg.eval_size,
         "--warmup-batch": cfg.warmup_batch,
+        "--eval-every": cfg.eval_every,
+        "--ckpt-every": cfg.ckpt_every,
     }
     for flag, value in positive.items():
         if value < 1:

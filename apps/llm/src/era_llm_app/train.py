@@ -165,12 +165,16 @@ def open_run(cfg: TrainConfig) -> runs.Run:
     if cfg.resume and status == "started":  # killed before its first checkpoint
         return check_resumable(Path(cfg.out), cfg).restart()
     if cfg.resume and status in ("checkpointed", "done"):
-        run_dir = check_resumable(Path(cfg.out), cfg)
-        (run_dir.path / runs.DONE).unlink(missing_ok=True)  # `finish_run` writes it again
-        return run_dir
+        return check_resumable(Path(cfg.out), cfg)
     return runs.new_run(
-        cfg.out, dataclasses.asdict(cfg), checkpoint=CHECKPOINT, resume_flag="--resume --out"
+        cfg.out, stored_config(cfg), checkpoint=CHECKPOINT, resume_flag="--resume --out"
     )
+
+
+def stored_config(cfg: TrainConfig) -> dict[str, Any]:
+    """What ``config.json`` holds: every setting but the run's own path (``out``), so that a
+    run directory that is moved or copied stays resumable."""
+    return {key: value for key, value in dataclasses.asdict(cfg).items() if key != "out"}
 
 
 def check_resumable(out: Path, cfg: TrainConfig) -> runs.Run:
@@ -178,8 +182,8 @@ def check_resumable(out: Path, cfg: TrainConfig) -> runs.Run:
     its ``config.json`` (but those of `TrainConfig.RESUMABLE`)."""
     return runs.resume_run(
         out,
-        dataclasses.asdict(cfg),
-        may_change=TrainConfig.RESUMABLE,
+        stored_config(cfg),
+        may_change=(*TrainConfig.RESUMABLE, "out"),  # "out": runs stored before it was dropped
         checkpoint=CHECKPOINT,
         flag_names={"extra": "the comparison's method (extra)"},
     )
@@ -418,8 +422,13 @@ def _start(cfg: TrainConfig, era_cfg: ERAConfig, run_dir: runs.Run) -> RunState:
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
-    """Run (or resume) one training run; returns its directory."""
+    """Run (or resume) one training run; returns its directory. A finished run resumed with no
+    more steps to take is left exactly as it is."""
     run = start_run(cfg)
+    if run.run_dir.done:
+        if run.start >= cfg.steps:
+            return run.out
+        (run.out / runs.DONE).unlink()  # it goes on: `finish_run` writes DONE again
     logger = MetricsLogger(
         run.out, tensorboard=cfg.tensorboard, resume_step=run.start if run.resuming else None
     )
