@@ -97,7 +97,10 @@ def child_env(section: str, dry_run: bool) -> dict[str, str]:
             OMP_NUM_THREADS="1",
             MKL_NUM_THREADS="1",
             OPENBLAS_NUM_THREADS="1",
-            XLA_FLAGS="--xla_cpu_multi_thread_eigen=false",
+            # one thread, and XLA's CPU compiler at its cheapest: compilation is most of a
+            # dry run's time, the speed of the compiled code does not matter there
+            XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0 "
+            "--xla_llvm_disable_expensive_passes=true",
         )
     return env
 
@@ -149,9 +152,11 @@ def run_section(section: str, out: Path, dry_run: bool, timeout: float, logs: Pa
     if timed_out:
         report.status = "timeout"
         report.notes.append(f"stopped after its budget of {timeout:.0f} s; results so far above")
-    elif proc.returncode != 0 and report.status in ("ok", "running"):
+    elif proc.returncode != 0 and report.status == "running":  # died without a word
         report.status = "failed"
         report.extra.setdefault("error", "\n".join(tail[-PRINT_TAIL_LINES:]))
+    elif proc.returncode != 0 and report.status == "ok":
+        report.notes.append(f"the process exited with {proc.returncode} after saving")
     report.extra.update(
         wall_s=round(wall, 1),
         cpu_s=round(cpu, 1),
