@@ -41,7 +41,7 @@ import optax
 
 import era_core
 
-from .heads import Head, _gaussian_log_prob
+from .heads import Head, SACHead, TanhHead, TruncatedHead, _gaussian_log_prob
 from .networks import MLP
 from .offpolicy import OffPolicyAgent, OffPolicyConfig
 from .replay import replay_sample
@@ -74,14 +74,14 @@ def bounded_log_prob(head: Head, action: jax.Array, mu: jax.Array, log_std: jax.
     """``log pi(action | s)`` of a bounded policy head at actions in ``[-1, 1]``: the truncated
     normal's density (``"truncated"``) or the tanh-squashed Gaussian's (``"sac"``, ``"tanh"``;
     the action is clipped just inside the bounds before ``atanh``)."""
-    if head.kind == "truncated":
+    if isinstance(head, TruncatedHead):
         loc, std = jnp.tanh(mu), jnp.exp(log_std)
         mass = jax.scipy.special.ndtr((1.0 - loc) / std) - jax.scipy.special.ndtr(
             (-1.0 - loc) / std
         )
         log_mass = jnp.sum(jnp.log(jnp.maximum(mass, 1e-30)), -1)
         return _gaussian_log_prob(action, loc, log_std) - log_mass
-    if head.kind in ("sac", "tanh"):
+    if isinstance(head, (SACHead, TanhHead)):
         u = jnp.arctanh(jnp.clip(action, -1.0 + _EDGE, 1.0 - _EDGE))
         return _gaussian_log_prob(u, mu, log_std) - era_core.tanh_log_det_jacobian(u)
     raise ValueError(f"OBAC needs a bounded head ('truncated', 'tanh', 'sac'), got {head.kind!r}")
