@@ -21,7 +21,7 @@ SRC = Path(era_control.__file__).parent
 
 def test_list_and_get_algorithms():
     names = era_control.list_algorithms()
-    assert names == ["sac", "sac-era", "ppo", "ppo-era"]
+    assert names == ["sac", "sac-era", "ppo", "ppo-era", "obac", "obac-era"]
     for name in names:
         spec = era_control.get_algorithm(name)
         assert spec.name == name and dataclasses.is_dataclass(spec.config)

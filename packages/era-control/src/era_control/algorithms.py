@@ -7,6 +7,8 @@ A new algorithm is its own module (a config dataclass and an agent class with th
 
 from __future__ import annotations
 
+from .obac import OBAC, OBACConfig
+from .obac_era import OBACERA, OBACERAConfig
 from .ppo import PPOERA, PPOAgent, PPOConfig, PPOERAConfig
 from .registry import AlgorithmSpec, register_algorithm
 from .sac import SAC, SACConfig
@@ -48,5 +50,24 @@ PPO_ERA_SPEC = register_algorithm(
         "on-policy",
         "PPO-ERA: the ERA Gaussian head, no entropy bonus",
         baseline=PPO_SPEC.name,
+    )
+)
+OBAC_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "obac",
+        OBACConfig,
+        OBAC,
+        "off-policy",
+        "OBAC: SAC plus an in-sample offline value and a gated behaviour constraint",
+    )
+)
+OBAC_ERA_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "obac-era",
+        OBACERAConfig,
+        OBACERA,
+        "off-policy",
+        "OBAC-ERA: OBAC with the ERA head, no entropy term, no alpha",
+        baseline=OBAC_SPEC.name,
     )
 )
