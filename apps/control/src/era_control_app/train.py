@@ -149,14 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = RunConfig.from_dict(run_dict)
         trainer = make_trainer(config)
-        run, resume_blob = training.open_run(config.to_dict(), out=opts.out, resume=opts.resume)
+        run, resume = training.open_run(config.to_dict(), out=opts.out, resume=opts.resume)
     except (ValueError, ImportError, TypeError) as err:
         parser.error(str(err))
 
     last = training.train(
         trainer,
         run,
-        resume_blob,
+        resume,
         tensorboard=not opts.no_tensorboard,
         progress=not opts.no_progress,
         stop_at=opts.stop_at,

@@ -4,8 +4,8 @@
 * :func:`resume_config`: the stored config of ``--resume DIR`` and the one the given flags make
   of it, which must be equal (every difference is named by its flag).
 * :func:`open_run`: the :class:`era_core.runs.Run` (new: ``config.json`` written; resumed: a
-  finished run refused) and the checkpoint bytes to continue from (``None`` for a fresh start,
-  or a resumed run killed before its first checkpoint).
+  finished run refused) and the checkpoint to continue from, a :class:`Resume` (``None`` for a
+  fresh start, or a resumed run killed before its first checkpoint).
 * :func:`train`: the trainer's loop with the metric files (``era_core.runlog``), the atomic
   ``checkpoint.pkl`` and a progress bar.
 * :func:`finish`: ``curves.png``, then ``summary.json`` and ``DONE`` (``Run.finish``).
@@ -23,7 +23,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from era_control.checkpoint import CHECKPOINT
 from era_control.run_config import RunConfig
@@ -33,7 +33,16 @@ from era_core.runs import RunError
 
 from .results import plot, summarize
 
-__all__ = ["CHECKPOINT", "CURVES", "RunError", "check_out", "finish", "open_run", "train"]
+__all__ = [
+    "CHECKPOINT",
+    "CURVES",
+    "Resume",
+    "RunError",
+    "check_out",
+    "finish",
+    "open_run",
+    "train",
+]
 
 CURVES = "curves.png"
 
@@ -80,15 +89,20 @@ def resume_config(
     return stored
 
 
-def _checked_blob(data: bytes) -> bytes:
-    """The checkpoint bytes as stored, once they are known to unpickle to a step."""
-    int(pickle.loads(data)["step"])
-    return data
+class Resume(NamedTuple):
+    """A checkpoint to continue from: its bytes as stored and the step it was written at."""
+
+    blob: bytes
+    step: int
+
+
+def _read_resume(data: bytes) -> Resume:
+    return Resume(data, int(pickle.loads(data)["step"]))
 
 
 def open_run(
     config: dict[str, Any], *, out: Path | None = None, resume: Path | None = None
-) -> tuple[runs.Run, bytes | None]:
+) -> tuple[runs.Run, Resume | None]:
     """The run directory of ``config`` and the checkpoint to resume from (or ``None``).
 
     A new run (``out``) writes ``config.json``; a resumed one (``resume``, its config already
@@ -101,18 +115,13 @@ def open_run(
         raise RunError(f"--resume {resume}: that run is already complete (DONE exists)")
     if not run.has_checkpoint():
         return run, None
-    return run, run.load_checkpoint(deserialize=_checked_blob)
-
-
-def checkpoint_step(blob: bytes) -> int:
-    """The step a checkpoint was written at."""
-    return int(pickle.loads(blob)["step"])
+    return run, run.load_checkpoint(deserialize=_read_resume)
 
 
 def train(
     trainer: Trainer,
     run: runs.Run,
-    resume_blob: bytes | None,
+    resume: Resume | None,
     *,
     tensorboard: bool = True,
     progress: bool = True,
@@ -124,8 +133,8 @@ def train(
     from era_core.runlog import MetricsLogger
 
     config: RunConfig = trainer.run_config
-    start = checkpoint_step(resume_blob) if resume_blob is not None else 0
-    resume_step = start if resume_blob is not None else None
+    start = resume.step if resume is not None else 0
+    resume_step = resume.step if resume is not None else None
     logger = MetricsLogger(run.path, tensorboard=tensorboard, resume_step=resume_step)
     bar = tqdm(
         total=config.steps,
@@ -148,7 +157,7 @@ def train(
         last = trainer.run(
             logger.log,
             save_checkpoint=save_checkpoint,
-            resume=resume_blob,
+            resume=resume.blob if resume is not None else None,
             stop_at=stop_at,
             on_step=on_step,
         )
