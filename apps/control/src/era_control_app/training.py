@@ -106,15 +106,16 @@ def open_run(
     """The run directory of ``config`` and the checkpoint to resume from (or ``None``).
 
     A new run (``out``) writes ``config.json``; a resumed one (``resume``, its config already
-    checked by :func:`resume_config`) must not be finished, and its checkpoint must be readable.
+    checked by :func:`resume_config`) must not be finished, and its checkpoint must be readable;
+    one that never wrote a checkpoint starts again in place (`era_core.runs.Run.restart`).
     """
     if resume is None:
         return runs.new_run(check_out(out), config, checkpoint=CHECKPOINT), None
     run = runs.resume_run(resume, checkpoint=CHECKPOINT)
     if run.done:
         raise RunError(f"--resume {resume}: that run is already complete (DONE exists)")
-    if not run.has_checkpoint():
-        return run, None
+    if not run.has_checkpoint():  # killed before its first checkpoint: start again in place
+        return run.restart(), None
     return run, run.load_checkpoint(deserialize=_read_resume)
 
 
@@ -153,14 +154,19 @@ def train(
     def save_checkpoint(step: int, blob: bytes) -> None:
         run.save_checkpoint(blob, serialize=bytes)
 
-    with logger:
-        last = trainer.run(
-            logger.log,
-            save_checkpoint=save_checkpoint,
-            resume=resume.blob if resume is not None else None,
-            stop_at=stop_at,
-            on_step=on_step,
-        )
+    try:
+        with logger:
+            last = trainer.run(
+                logger.log,
+                save_checkpoint=save_checkpoint,
+                resume=resume.blob if resume is not None else None,
+                stop_at=stop_at,
+                on_step=on_step,
+            )
+    except BaseException:
+        bar.close()
+        run.discard()  # a new run that failed before its first checkpoint leaves nothing
+        raise
     bar.close()
     return last
 
