@@ -25,6 +25,7 @@ RUN_FLAGS = {
     "eval_interval": "eval_interval",
     "eval_episodes": "eval_episodes",
     "checkpoint_interval": "checkpoint_interval",
+    "num_envs": "num_envs",
 }
 RUN_INTERVALS = ("eval_interval", "checkpoint_interval")
 DEFAULT_STEPS = 100_000  # agent steps of a run with neither --steps nor a preset's

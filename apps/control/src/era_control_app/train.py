@@ -38,6 +38,7 @@ from .results import summarize as _summarize
 
 def build_parser() -> argparse.ArgumentParser:
     algos = list_algorithms()
+    parallel = [a for a in algos if get_algorithm(a).trainer == "parallel off-policy"]
     p = argparse.ArgumentParser(
         prog="era-control-train",
         description=f"Train {', '.join(algos)} (JAX, several seeds in one program).",
@@ -54,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="shrink the run to minutes on CPU")
     p.add_argument("--resume", metavar="DIR", help="continue the unfinished run in DIR exactly")
     p.add_argument("--action-repeat", type=int)
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        metavar="N",
+        help=f"parallel environments per seed, in worker processes ({', '.join(parallel)}: "
+        "N >= 2, --steps then counts transitions; the other algorithms: 1)",
+    )
     p.add_argument(
         "--target-entropy-per-dim",
         "--target-entropy",
