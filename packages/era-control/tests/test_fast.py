@@ -119,10 +119,20 @@ def _train(run, resume=None, stop_at=None):
     return trainer, [{k: v for k, v in r.items() if k not in TIMING} for r in rows], blobs
 
 
+_FULL: dict[str, tuple] = {}
+
+
+def _full(algo):
+    """The uninterrupted run of ``algo`` (trained once per module)."""
+    if algo not in _FULL:
+        _FULL[algo] = _train(_run(algo))
+    return _FULL[algo]
+
+
 @pytest.mark.parametrize("algo", ["fasttd3", "fastsac", "fastsac-era"])
 def test_resume_with_two_envs_per_seed_is_exact(algo):
     run = _run(algo)
-    full, rows, _ = _train(run)
+    full, rows, _ = _full(algo)
     _, first, blobs = _train(run, stop_at=24)  # "killed" at 24: last checkpoint at 16
     part, rest, _ = _train(run, resume=blobs[16])
     assert [r for r in first if r["step"] <= 16] + rest == rows
@@ -133,7 +143,7 @@ def test_resume_with_two_envs_per_seed_is_exact(algo):
 
 
 def test_fastsac_era_gaussian_entropy_is_the_target_in_every_state():
-    trainer, rows, _ = _train(_run("fastsac-era"))
+    trainer, rows, _ = _full("fastsac-era")
     agent, state = trainer.agent, trainer.state
     h0 = agent.target_entropy
     assert h0 == pytest.approx(-0.5) and rows[-1]["target_entropy"] == pytest.approx(h0)
