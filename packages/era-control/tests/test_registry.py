@@ -11,6 +11,7 @@ import pytest
 
 import era_control
 from era_control import heads, registry
+from era_control.fast_offpolicy import FastAgent
 from era_control.offpolicy import OffPolicyAgent
 from era_control.ppo import PPOAgent
 from era_control.registry import AlgorithmSpec, get_algorithm, list_algorithms
@@ -21,12 +22,15 @@ SRC = Path(era_control.__file__).parent
 
 def test_list_and_get_algorithms():
     names = era_control.list_algorithms()
-    assert names == ["sac", "sac-era", "ppo", "ppo-era", "obac", "obac-era"]
+    assert names == [
+        "sac", "sac-era", "ppo", "ppo-era", "obac", "obac-era", "fasttd3", "fastsac", "fastsac-era",
+    ]  # fmt: skip
+    bases = {"off-policy": OffPolicyAgent, "on-policy": PPOAgent, "parallel off-policy": FastAgent}
     for name in names:
         spec = era_control.get_algorithm(name)
         assert spec.name == name and dataclasses.is_dataclass(spec.config)
         assert spec.trainer in TRAINERS and spec.description
-        base = OffPolicyAgent if spec.trainer == "off-policy" else PPOAgent
+        base = bases[spec.trainer]
         assert issubclass(spec.agent, base)
         if spec.is_era:
             assert get_algorithm(spec.baseline).trainer == spec.trainer

@@ -55,6 +55,12 @@ class RunFlags:
         default_text="1 for dmc/ and gym/, 2 for hb/",
         metavar="N",
     )
+    num_envs: int | None = _flag(
+        "parallel environments per seed, in worker processes (the parallel algorithms: N >= 2, "
+        "--steps then counts transitions; the other algorithms: 1)",
+        default_text="1",
+        metavar="N",
+    )
     target_entropy_per_dim: float | None = _flag(
         "target entropy PER action dimension (H0 = D*H); --target-entropy is an alias",
         aliases=("--target-entropy",),

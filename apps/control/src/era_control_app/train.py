@@ -84,6 +84,7 @@ class RunOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     algos = list_algorithms()
+    parallel = [a for a in algos if get_algorithm(a).trainer == "parallel off-policy"]
     p = argparse.ArgumentParser(
         prog="era-control-train",
         usage=USAGE,
@@ -96,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     # defined: an algorithm registered after import is a valid --algo too
     flags["algo"].choices = algos
     flags["algo"].help = f"required unless --resume: {'; '.join(_algo_help(a) for a in algos)}"
+    flags["num_envs"].help = (
+        f"parallel environments per seed, in worker processes ({', '.join(parallel)}: N >= 2, "
+        "--steps then counts transitions; the other algorithms: 1)"
+    )
     groups[RUN_GROUP].add_argument(  # a repeatable KEY=VALUE has no dataclass-field form
         "--set",
         action="append",

@@ -7,6 +7,10 @@ A new algorithm is its own module (a config dataclass and an agent class with th
 
 from __future__ import annotations
 
+from .fast_offpolicy import FastTD3Config
+from .fastsac import FastSAC, FastSACConfig
+from .fastsac_era import FastSACERA, FastSACERAConfig
+from .fasttd3 import FastTD3
 from .obac import OBAC, OBACConfig
 from .obac_era import OBACERA, OBACERAConfig
 from .ppo import PPOERA, PPOAgent, PPOConfig, PPOERAConfig
@@ -69,5 +73,33 @@ OBAC_ERA_SPEC = register_algorithm(
         "off-policy",
         "OBAC-ERA: OBAC with the ERA head, no entropy term, no alpha",
         baseline=OBAC_SPEC.name,
+    )
+)
+FASTTD3_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "fasttd3",
+        FastTD3Config,
+        FastTD3,
+        "parallel off-policy",
+        "FastTD3: TD3 with a categorical critic on --num-envs parallel envs, per-env noise",
+    )
+)
+FASTSAC_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "fastsac",
+        FastSACConfig,
+        FastSAC,
+        "parallel off-policy",
+        "FastSAC: the FastTD3 learner with SAC's entropy objective and learned alpha",
+    )
+)
+FASTSAC_ERA_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "fastsac-era",
+        FastSACERAConfig,
+        FastSACERA,
+        "parallel off-policy",
+        "FastSAC-ERA: FastTD3 with the ERA head on the actor, its noise kept, no delayed update",
+        baseline=FASTTD3_SPEC.name,
     )
 )

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -154,7 +156,7 @@ def _gym(name: str, env_id: str, action_repeat: int | None) -> GymEnv:
     return GymEnv(gym.make(name), action_repeat or 1)
 
 
-def _hb(name: str, env_id: str, action_repeat: int | None) -> GymEnv:
+def _hb(name: str, env_id: str, action_repeat: int | None, standard: bool = False) -> GymEnv:
     try:
         importlib.import_module("humanoid_bench")
     except ImportError as err:
@@ -165,12 +167,18 @@ def _hb(name: str, env_id: str, action_repeat: int | None) -> GymEnv:
         valid = sorted(k for k in gym.registry if k.startswith(("h1hand-", "h1-")))
         raise _unknown(env_id, f"no HumanoidBench task {name!r} (e.g. {', '.join(valid[:8])})")
     env = gym.make(name, render_mode=None)
+    if standard:  # HumanoidBench's own task: no action repeat, episodes end on termination
+        return GymEnv(env, 1 if action_repeat is None else action_repeat, terminate=True)
     return GymEnv(env, 2 if action_repeat is None else action_repeat, terminate=False)
 
 
-def make_env(env_id: str, action_repeat: int | None = None) -> DMCEnv | GymEnv:
+def make_env(
+    env_id: str, action_repeat: int | None = None, *, standard: bool = False
+) -> DMCEnv | GymEnv:
     """One environment from its string id; ``action_repeat=None`` takes the family's default
-    (1 for ``dmc/`` and ``gym/``, 2 for ``hb/``).
+    (1 for ``dmc/`` and ``gym/``, 2 for ``hb/``). ``standard=True`` makes an ``hb/`` task the
+    standard HumanoidBench one (action repeat 1, with termination; the Fast* algorithms' setting);
+    it changes nothing for ``dmc/`` and ``gym/``.
 
     >>> env = make_env("dmc/cartpole-swingup")
     >>> env.observation_dim, env.action_dim
@@ -185,15 +193,19 @@ def make_env(env_id: str, action_repeat: int | None = None) -> DMCEnv | GymEnv:
     prefix, sep, name = env_id.partition("/")
     if not sep or not name:
         raise _unknown(env_id, "expected '<prefix>/<name>'")
-    makers = {"dmc": _dmc, "gym": _gym, "hb": _hb}
+    makers = {"dmc": _dmc, "gym": _gym}
+    if prefix == "hb":
+        return _hb(name, env_id, action_repeat, standard)
     if prefix not in makers:
         raise _unknown(env_id, f"unknown prefix {prefix + '/'!r}")
     return makers[prefix](name, env_id, action_repeat)
 
 
-def episode_seed(seed: int, stream: int, episode: int) -> int:
-    """The reset seed of episode ``episode`` of environment stream ``stream`` of run seed ``seed``."""
-    return int(np.random.SeedSequence([seed, stream, episode]).generate_state(1)[0])
+def episode_seed(seed: int, stream: int, episode: int, env: int = 0) -> int:
+    """The reset seed of episode ``episode`` of environment stream ``stream`` of run seed ``seed``;
+    ``env`` numbers the parallel copies of one seed (copy 0 gets the single-environment seeds)."""
+    entropy = [seed, stream, episode] if env == 0 else [seed, stream, episode, env]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 @dataclasses.dataclass
@@ -206,12 +218,175 @@ class StepResult:
     episode_return: np.ndarray  # (N,): return of the episode that ended, NaN where none did
 
 
-class VectorEnv:
-    """``N`` instances of one env id, one per seed, stepped as a batch with auto-reset.
+class _LocalEnvs:
+    """The environments of a :class:`VectorEnv` in this process."""
 
-    Episode ``k`` of instance ``i`` is reset with ``episode_seed(seeds[i], stream, k)``, and the
-    actions of the running episode are recorded, so :meth:`state_dict` /
-    :meth:`load_state_dict` restore the exact simulator state by re-simulating them.
+    def __init__(self, make: Callable[[], DMCEnv | GymEnv], count: int):
+        self.envs = [make() for _ in range(count)]
+
+    def step(self, actions: np.ndarray, next_seeds: list[int]) -> tuple[np.ndarray, ...]:
+        return _step_chunk(self.envs, actions, next_seeds)
+
+    def reset(self, seeds: dict[int, int]) -> dict[int, np.ndarray]:
+        return {k: self.envs[k].reset(s) for k, s in seeds.items()}
+
+    def replay(self, episodes: dict[int, tuple[int, np.ndarray]]) -> dict[int, tuple]:
+        return {k: _replay(self.envs[k], s, a) for k, (s, a) in episodes.items()}
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _step_chunk(envs: list, actions: np.ndarray, next_seeds: list[int]) -> tuple[np.ndarray, ...]:
+    """Step each env; one whose episode ends is reset with its ``next_seeds`` entry. Returns
+    ``(final_obs, reward, terminated, truncated, obs)`` (``obs`` after any reset)."""
+    n = len(envs)
+    final, obs = [], []
+    reward, term, trunc = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
+    for k, env in enumerate(envs):
+        o, reward[k], term[k], trunc[k] = env.step(actions[k])
+        final.append(o)
+        obs.append(env.reset(next_seeds[k]) if term[k] or trunc[k] else o)
+    return np.stack(final), reward, term, trunc, np.stack(obs)
+
+
+def _replay(env: DMCEnv | GymEnv, seed: int, actions: np.ndarray) -> tuple[np.ndarray, float]:
+    """Reset ``env`` with ``seed`` and re-apply ``actions``: ``(obs, summed reward)``."""
+    o, total = env.reset(seed), 0.0
+    for a in actions:
+        o, r, *_ = env.step(np.asarray(a, np.float64))
+        total += r
+    return o, total
+
+
+def serve(
+    inbox: Any, outbox: Any, env_id: str, action_repeat: int | None, standard: bool, count: int
+) -> None:
+    """The loop of a worker process (:mod:`era_control._env_worker`): ``count`` environments,
+    driven by ``(command, payload)`` messages on ``inbox``, answers on ``outbox``."""
+    try:
+        local = _LocalEnvs(lambda: make_env(env_id, action_repeat, standard=standard), count)
+    except Exception as err:
+        outbox.send(("error", f"{type(err).__name__}: {err}"))
+        return
+    outbox.send(("ok", None))
+    while True:
+        try:
+            command, payload = inbox.recv()
+        except EOFError:  # the parent is gone
+            break
+        if command == "close":
+            break
+        try:
+            outbox.send(("ok", getattr(local, command)(*payload)))
+        except Exception as err:
+            outbox.send(("error", f"{type(err).__name__}: {err}"))
+    local.close()
+
+
+class _WorkerEnvs:
+    """The environments of a :class:`VectorEnv` spread over worker processes, each holding a
+    contiguous chunk of them; every batched call sends one message per worker and then waits
+    for all the answers. A worker is a fresh interpreter running
+    :mod:`era_control._env_worker` (no fork of this process and its JAX threads, no import
+    of the caller's main module); the workers start on first use and stop on :meth:`close`."""
+
+    def __init__(
+        self, env_id: str, action_repeat: int | None, standard: bool, count: int, workers: int
+    ):
+        self.args = (env_id, action_repeat, standard)
+        workers = max(1, min(workers, count))
+        bounds = np.linspace(0, count, workers + 1).astype(int)
+        self.chunks = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        self.pipes: list[tuple[Any, Any]] = []
+        self.procs: list[Any] = []
+
+    def _start(self) -> None:
+        import json
+        import os
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+        from pathlib import Path
+
+        script = str(Path(__file__).with_name("_env_worker.py"))
+        for a, b in self.chunks:
+            down_r, down_w = os.pipe()
+            up_r, up_w = os.pipe()
+            spec = json.dumps([*self.args, b - a])
+            proc = subprocess.Popen(
+                [sys.executable, script, str(down_r), str(up_w), spec], pass_fds=(down_r, up_w)
+            )
+            os.close(down_r)
+            os.close(up_w)
+            self.procs.append(proc)
+            self.pipes.append(
+                (Connection(down_w, readable=False), Connection(up_r, writable=False))
+            )
+        for _, inbox in self.pipes:
+            self._answer(inbox)
+
+    def _answer(self, inbox: Any) -> Any:
+        try:
+            status, value = inbox.recv()
+        except EOFError:
+            status, value = "error", "the worker process exited"
+        if status == "error":
+            self.close()
+            raise RuntimeError(f"an environment worker failed: {value}")
+        return value
+
+    def _call(self, command: str, payloads: list[tuple]) -> list[Any]:
+        if not self.pipes:
+            self._start()
+        for (outbox, _), payload in zip(self.pipes, payloads, strict=True):
+            outbox.send((command, payload))
+        return [self._answer(inbox) for _, inbox in self.pipes]
+
+    def step(self, actions: np.ndarray, next_seeds: list[int]) -> tuple[np.ndarray, ...]:
+        parts = self._call("step", [(actions[a:b], next_seeds[a:b]) for a, b in self.chunks])
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+    def _by_worker(self, items: dict[int, Any]) -> list[tuple]:
+        return [({k - a: v for k, v in items.items() if a <= k < b},) for a, b in self.chunks]
+
+    def _merge(self, parts: list[dict[int, Any]]) -> dict[int, Any]:
+        return {
+            k + a: v for (a, _), p in zip(self.chunks, parts, strict=True) for k, v in p.items()
+        }
+
+    def reset(self, seeds: dict[int, int]) -> dict[int, np.ndarray]:
+        return self._merge(self._call("reset", self._by_worker(seeds)))
+
+    def replay(self, episodes: dict[int, tuple[int, np.ndarray]]) -> dict[int, tuple]:
+        return self._merge(self._call("replay", self._by_worker(episodes)))
+
+    def close(self) -> None:
+        for outbox, inbox in self.pipes:
+            try:
+                outbox.send(("close", ()))
+            except OSError:  # that worker is gone already
+                pass
+            outbox.close()
+            inbox.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except Exception:
+                proc.kill()
+        self.pipes, self.procs = [], []
+
+
+class VectorEnv:
+    """``num_envs`` instances of one env id per seed, stepped as a batch with auto-reset.
+
+    Instance ``k = i * num_envs + j`` is copy ``j`` of seed ``seeds[i]``; its episode ``e`` is
+    reset with ``episode_seed(seeds[i], stream, e, j)``, and the actions of the running episode
+    are recorded, so :meth:`state_dict` / :meth:`load_state_dict` restore the exact simulator
+    state by re-simulating them. With ``workers > 0`` the instances live in that many worker
+    processes (at most one per instance); ``env.step`` then runs in parallel there, and a
+    resumed run re-simulates the running episodes there too.
     """
 
     def __init__(
@@ -221,57 +396,75 @@ class VectorEnv:
         *,
         stream: int = 0,
         action_repeat: int | None = None,
+        num_envs: int = 1,
+        workers: int = 0,
+        standard: bool = False,
     ):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.env_id = env_id
         self.seeds = list(seeds)
         self.stream = stream
-        self.envs = [make_env(env_id, action_repeat) for _ in seeds]
-        self.observation_dim = self.envs[0].observation_dim
-        self.action_dim = self.envs[0].action_dim
-        self.episode = [0] * len(seeds)
-        self.actions: list[list[np.ndarray]] = [[] for _ in seeds]
-        self.returns = np.zeros(len(seeds))
+        self.num_envs = num_envs
+        n = len(seeds) * num_envs
+        self.instances = [(self.seeds[k // num_envs], k % num_envs) for k in range(n)]
+        if workers > 0:  # one env here for the dimensions (and to check the id)
+            probe = make_env(env_id, action_repeat, standard=standard)
+            self.observation_dim, self.action_dim = probe.observation_dim, probe.action_dim
+            probe.close()
+            self.pool: _LocalEnvs | _WorkerEnvs = _WorkerEnvs(
+                env_id, action_repeat, standard, n, workers
+            )
+            self.envs: list[DMCEnv | GymEnv] = []
+        else:
+            local = _LocalEnvs(lambda: make_env(env_id, action_repeat, standard=standard), n)
+            self.pool, self.envs = local, local.envs
+            self.observation_dim = self.envs[0].observation_dim
+            self.action_dim = self.envs[0].action_dim
+        self.episode = [0] * n
+        self.actions: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self.returns = np.zeros(n)
         self._obs: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.envs)
+        return len(self.instances)
 
-    def _reset_one(self, i: int) -> np.ndarray:
-        self.actions[i] = []
-        self.returns[i] = 0.0
-        return self.envs[i].reset(episode_seed(self.seeds[i], self.stream, self.episode[i]))
+    def _seed(self, k: int, episode: int) -> int:
+        seed, copy = self.instances[k]
+        return episode_seed(seed, self.stream, episode, copy)
 
     def reset(self) -> np.ndarray:
-        self.episode = [0] * len(self.envs)
-        self._obs = np.stack([self._reset_one(i) for i in range(len(self.envs))])
+        n = len(self)
+        self.episode = [0] * n
+        self.actions = [[] for _ in range(n)]
+        self.returns = np.zeros(n)
+        obs = self.pool.reset({k: self._seed(k, 0) for k in range(n)})
+        self._obs = np.stack([obs[k] for k in range(n)])
         return self._obs.copy()
 
     def step(self, actions: np.ndarray) -> StepResult:
-        actions = np.asarray(actions, np.float64).reshape(len(self.envs), self.action_dim)
+        n = len(self)
+        actions = np.asarray(actions, np.float64).reshape(n, self.action_dim)
         finite = np.isfinite(actions).all(axis=1)
         if not finite.all():
-            bad = [self.seeds[i] for i in np.flatnonzero(~finite)]
+            bad = sorted({self.instances[k][0] for k in np.flatnonzero(~finite)})
             raise FloatingPointError(
                 f"the policy returned a non-finite action for seed(s) {bad}: training diverged "
                 "(NaN or inf in the network); the run directory keeps its last checkpoint"
             )
-        n = len(self.envs)
-        obs = np.empty((n, self.observation_dim), np.float32)
-        final = np.empty_like(obs)
-        reward, term, done = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
+        next_seeds = [self._seed(k, self.episode[k] + 1) for k in range(n)]
+        final, reward, term, trunc, obs = self.pool.step(actions, next_seeds)
+        done = term | trunc
         ep_ret = np.full(n, np.nan)
-        for i, env in enumerate(self.envs):
-            o, r, t, tr = env.step(actions[i])
-            self.actions[i].append(actions[i].copy())
-            self.returns[i] += r
-            final[i], reward[i], term[i], done[i] = o, r, t, t or tr
-            if done[i]:
-                ep_ret[i] = self.returns[i]
-                self.episode[i] += 1
-                o = self._reset_one(i)
-            obs[i] = o
-        self._obs = obs
-        return StepResult(obs.copy(), final, reward, term, done, ep_ret)
+        for k in range(n):
+            self.actions[k].append(actions[k].copy())
+            self.returns[k] += reward[k]
+            if done[k]:
+                ep_ret[k] = self.returns[k]
+                self.episode[k] += 1
+                self.actions[k], self.returns[k] = [], 0.0
+        self._obs = obs.astype(np.float32)
+        return StepResult(self._obs.copy(), final.astype(np.float32), reward, term, done, ep_ret)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -282,20 +475,20 @@ class VectorEnv:
 
     def load_state_dict(self, state: dict[str, Any]) -> np.ndarray:
         """Restore the exact state (re-simulating the running episodes); returns the obs."""
-        obs = []
-        for i, env in enumerate(self.envs):
-            self.episode[i] = int(state["episode"][i])
-            o = self._reset_one(i)
-            for a in state["actions"][i]:
-                o, r, *_ = env.step(a)
-                self.actions[i].append(np.asarray(a, np.float64))
-                self.returns[i] += r
-            obs.append(o)
+        n = len(self)
+        self.episode = [int(e) for e in state["episode"]]
+        recorded = [
+            np.asarray(a, np.float64).reshape(-1, self.action_dim) for a in state["actions"]
+        ]
+        replayed = self.pool.replay(
+            {k: (self._seed(k, self.episode[k]), recorded[k]) for k in range(n)}
+        )
+        self.actions = [list(a) for a in recorded]
+        self.returns = np.array([replayed[k][1] for k in range(n)], np.float64)
         if not np.allclose(self.returns, state["returns"], rtol=0, atol=1e-9):
             raise RuntimeError("re-simulating the running episodes did not reproduce their returns")
-        self._obs = np.stack(obs)
+        self._obs = np.stack([replayed[k][0] for k in range(n)]).astype(np.float32)
         return self._obs.copy()
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        self.pool.close()

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-TRAINER_KINDS = ("off-policy", "on-policy")
+TRAINER_KINDS = ("off-policy", "on-policy", "parallel off-policy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,9 +24,11 @@ class AlgorithmSpec:
       name: the ``--algo`` value.
       config: the hyper-parameter dataclass; its defaults are the paper's.
       agent: the agent class, called as ``agent(config, obs_dim, action_dim, capacity)``
-        for ``"off-policy"`` and ``agent(config, obs_dim, action_dim)`` for ``"on-policy"``.
+        for ``"off-policy"``, ``agent(config, obs_dim, action_dim)`` for ``"on-policy"`` and
+        ``agent(config, obs_dim, action_dim, capacity, num_envs)`` for ``"parallel off-policy"``.
       trainer: ``"off-policy"`` (one fused learner step per environment step) or
-        ``"on-policy"`` (a rollout, then one fused update).
+        ``"on-policy"`` (a rollout, then one fused update) or ``"parallel off-policy"`` (one
+        fused learner step per step of ``--num-envs`` parallel environments, at least 2).
       description: one line for help texts.
       baseline: for an ERA algorithm, the algorithm it is compared against (the same
         learner with the usual entropy mechanism); ``None`` for the baselines themselves.

@@ -46,7 +46,9 @@ def warmup_steps(config_warmup: int, steps: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Algorithm, env id, steps, seeds, intervals (in agent steps) and the algorithm's
-    hyper-parameter overrides (``agent``)."""
+    hyper-parameter overrides (``agent``). ``num_envs`` is the number of parallel environments
+    per seed: 1 for the one-environment algorithms, at least 2 for a ``"parallel off-policy"``
+    one, whose steps count transitions (``num_envs`` per parallel step)."""
 
     algo: str
     env: str
@@ -59,9 +61,24 @@ class RunConfig:
     eval_episodes: int = 1
     checkpoint_interval: int = 10000
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)
+    num_envs: int = 1
 
     def validate(self) -> None:
-        get_algorithm(self.algo)
+        spec = get_algorithm(self.algo)
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs (--num-envs) must be >= 1, got {self.num_envs}")
+        parallel = spec.trainer == "parallel off-policy"
+        if parallel and self.num_envs < 2:
+            raise ValueError(
+                f"{self.algo} needs parallel environments: num_envs (--num-envs) must be >= 2, "
+                f"got {self.num_envs}"
+            )
+        if not parallel and self.num_envs != 1:
+            raise ValueError(
+                f"{self.algo} steps one environment per seed: num_envs (--num-envs) must be 1, "
+                f"got {self.num_envs} (parallel environments are for the parallel off-policy "
+                "algorithms)"
+            )
         if self.steps < 1:
             raise ValueError(f"steps must be a positive integer, got {self.steps}")
         if self.seeds < 1:
@@ -77,7 +94,12 @@ class RunConfig:
         make_algo_config(self.algo, self.agent)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as a dict; ``num_envs`` only when it is not 1, so the config of a
+        one-environment run reads as it always has (and its checkpoints stay valid)."""
+        d = dataclasses.asdict(self)
+        if d["num_envs"] == 1:
+            del d["num_envs"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:

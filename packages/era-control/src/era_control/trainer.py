@@ -14,7 +14,7 @@ whole learner state, what the loop needs to continue and the environments' runni
 
 Hooks (:class:`~era_control.offpolicy_trainer.OffPolicyTrainer`,
 :class:`~era_control.onpolicy_trainer.OnPolicyTrainer`): ``build`` (agent and compiled
-functions), ``start`` (a fresh :class:`Loop`), ``restore`` (a :class:`Loop` from a checkpoint
+functions), ``make_envs`` (training and evaluation environments), ``start`` (a fresh :class:`Loop`), ``restore`` (a :class:`Loop` from a checkpoint
 dict), ``advance`` (collect + update), ``checkpoint_extras`` and ``row_prefix``.
 """
 
@@ -93,11 +93,18 @@ class Trainer:
         self.spec = get_algorithm(run.algo)
         self.config = make_algo_config(run.algo, run.agent)
         self.seeds = [run.seed + i for i in range(run.seeds)]
-        self.envs = VectorEnv(run.env, self.seeds, stream=0, action_repeat=run.action_repeat)
-        self.eval_envs = VectorEnv(run.env, self.seeds, stream=1, action_repeat=run.action_repeat)
+        self.envs, self.eval_envs = self.make_envs()
         self.agent, self.fns = self.build()
 
     # ---- hooks -------------------------------------------------------------------------
+    def make_envs(self) -> tuple[VectorEnv, VectorEnv]:
+        """The training and the evaluation environments (one instance per seed each)."""
+        run = self.run_config
+        return (
+            VectorEnv(run.env, self.seeds, stream=0, action_repeat=run.action_repeat),
+            VectorEnv(run.env, self.seeds, stream=1, action_repeat=run.action_repeat),
+        )
+
     def build(self) -> tuple[Any, dict[str, Callable[..., Any]]]:
         """The agent and its compiled functions (``init`` and ``act_eval`` at least)."""
         raise NotImplementedError

@@ -16,6 +16,7 @@ from .checkpoint import CHECKPOINT
 from .evaluation import evaluate, random_policy_return
 from .offpolicy_trainer import OffPolicyTrainer, build_agent
 from .onpolicy_trainer import OnPolicyTrainer
+from .parallel_trainer import ParallelOffPolicyTrainer
 from .registry import get_algorithm, list_algorithms
 from .run_config import RunConfig, algo_config_class, make_algo_config, warmup_steps
 from .trainer import Trainer
@@ -25,6 +26,7 @@ __all__ = [
     "TRAINERS",
     "OffPolicyTrainer",
     "OnPolicyTrainer",
+    "ParallelOffPolicyTrainer",
     "RunConfig",
     "Trainer",
     "algo_config_class",
@@ -40,6 +42,7 @@ __all__ = [
 TRAINERS: dict[str, type[Trainer]] = {
     "off-policy": OffPolicyTrainer,
     "on-policy": OnPolicyTrainer,
+    "parallel off-policy": ParallelOffPolicyTrainer,
 }
 
 
