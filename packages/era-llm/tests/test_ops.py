@@ -327,7 +327,11 @@ def test_public_api_and_keyword_only_options():
     }
     for fn, positional, extra in (
         (ops.token_logprobs, ["logits", "labels"], {}),
-        (ops.token_logprobs_from_hidden, ["hidden", "weight", "labels"], {"bias": None}),
+        (
+            ops.token_logprobs_from_hidden,
+            ["hidden", "weight", "labels"],
+            {"bias": None, "backward_context": None},
+        ),
     ):
         params = inspect.signature(fn).parameters
         assert [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD] == positional

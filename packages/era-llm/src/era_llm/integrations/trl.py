@@ -23,7 +23,7 @@ logit multipliers), no MoE auxiliary loss; other cases raise ``NotImplementedErr
 Example (CPU, a tiny model built in code)::
 
     from datasets import Dataset
-    from trl import GRPOConfig
+    from trl.trainer.grpo_config import GRPOConfig
     from era_llm.era import ERAConfig
     from era_llm.integrations.trl import ERAGRPOTrainer
     from era_llm.toy import char_tokenizer, tiny_causal_lm
@@ -60,6 +60,7 @@ from era_llm.ops import token_logprobs_from_hidden
 if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel
+    from trl.trainer.grpo_config import GRPOConfig
 
 __all__ = ["ERAGRPOTrainer", "add_era_lm_head"]
 
@@ -135,7 +136,11 @@ def add_era_lm_head(
         if cast_lm_head_to_fp32:
             hidden = hidden.float()
             autocast = torch.autocast(hidden.device.type, enabled=False)
-        gather = functools.partial(maybe_gather_lm_head_ctx, weight, bias)
+        head = cast("list[torch.nn.Parameter]", [weight, bias])  # TRL's helper skips None
+
+        def gather() -> contextlib.AbstractContextManager[Any]:
+            return maybe_gather_lm_head_ctx(*head)
+
         with autocast, gather():
             out = token_logprobs_from_hidden(
                 hidden,
@@ -191,7 +196,7 @@ class ERAGRPOTrainer(GRPOTrainer):
             cast("PreTrainedModel", base),
             temperature=self.temperature,
             compile=bool(era_compile),
-            cast_lm_head_to_fp32=bool(self.args.cast_lm_head_to_fp32),
+            cast_lm_head_to_fp32=self._grpo_args.cast_lm_head_to_fp32,
         )
         if self.beta != 0.0:
             if self.ref_model is None:
@@ -203,11 +208,15 @@ class ERAGRPOTrainer(GRPOTrainer):
                 cast("PreTrainedModel", self.accelerator.unwrap_model(self.ref_model)),
                 temperature=self.temperature,
                 compile=bool(era_compile),
-                cast_lm_head_to_fp32=bool(self.args.cast_lm_head_to_fp32),
+                cast_lm_head_to_fp32=self._grpo_args.cast_lm_head_to_fp32,
             )
         self._era_scale: torch.Tensor | None = None
         # TRL's own no-grad pass over the policy (its old log-probs), captured with entropies
         self._era_capture: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    @property
+    def _grpo_args(self) -> GRPOConfig:
+        return cast("GRPOConfig", self.args)  # GRPOTrainer always holds a GRPOConfig
 
     # -- scoring --------------------------------------------------------------------------
 
@@ -220,7 +229,8 @@ class ERAGRPOTrainer(GRPOTrainer):
         batch_size: int | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        if self._era_scale is None and self._era_capture == [] and model is self.model:
+        capture = self._era_capture
+        if self._era_scale is None and capture is not None and not capture and model is self.model:
             # TRL's old-log-prob pass: the same forward at scale 1 also gives ERA's entropies
             self._era_scale = torch.ones(input_ids.size(0), device=input_ids.device)
             try:
@@ -230,7 +240,7 @@ class ERAGRPOTrainer(GRPOTrainer):
             finally:
                 self._era_scale = None
             assert ent is not None
-            self._era_capture.append((logps, ent))
+            capture.append((logps, ent))
             return logps, ent, aux
         if self._era_scale is None:
             return super()._get_per_token_logps_and_entropies(
@@ -267,7 +277,7 @@ class ERAGRPOTrainer(GRPOTrainer):
         am: torch.Tensor,
         keep: int,
         scale: torch.Tensor,
-        model: torch.nn.Module | None = None,
+        model: Any = None,  # the policy (default) or TRL's reference model, possibly wrapped
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self._era_scale = scale
         model = self.model if model is None else model
@@ -284,7 +294,8 @@ class ERAGRPOTrainer(GRPOTrainer):
     def _trl_computes_old_logps(self) -> bool:
         """Whether TRL's ``_generate_and_score_completions`` runs its own no-grad old-log-prob pass
         over the policy (the condition TRL tests)."""
-        generate_every = self.args.steps_per_generation * self.num_iterations
+        # GRPOConfig resolves steps_per_generation in __post_init__
+        generate_every = (self._grpo_args.steps_per_generation or 1) * self.num_iterations
         return bool(
             self.args.gradient_accumulation_steps % generate_every != 0
             or (self.use_vllm and self.vllm_importance_sampling_correction)
