@@ -35,6 +35,7 @@ class ConfigError(ValueError):
 ERA_MODES = ("paper", "exact")
 DATASETS = ("digits", "cifar10", "imagenet")
 AMP_DTYPES = ("bfloat16", "float16")
+DIST_BN = ("reduce", "broadcast")
 
 
 def _opt(group: str, help: str = "", **kwargs: Any) -> Any:
@@ -94,8 +95,10 @@ class TrainConfig:
     limit_val_batches: int = _f(0, "data", "validation batches per evaluation (0: all)")
     # optimisation
     epochs: int = _f(10, "optimisation", "training epochs")
-    batch_size: int = _f(64, "optimisation", "training batch size")
-    eval_batch_size: int = _f(256, "optimisation", "evaluation batch size")
+    batch_size: int = _f(
+        64, "optimisation", "global training batch size (split evenly over the torchrun processes)"
+    )
+    eval_batch_size: int = _f(256, "optimisation", "global evaluation batch size")
     opt: str = _f("sgd", "optimisation", "timm optimizer name")
     lr: float = _f(0.05, "optimisation", "peak learning rate")
     momentum: float = _f(0.9, "optimisation", "optimizer momentum")
@@ -114,6 +117,10 @@ class TrainConfig:
     compile: bool = _f(False, "execution", "torch.compile the model")
     channels_last: bool = _f(False, "execution", "channels-last memory format")
     seed: int = _f(0, "execution", "random seed")
+    sync_bn: bool = _f(False, "execution", "SyncBatchNorm across the torchrun processes")
+    dist_bn: str = _f("reduce", "execution",
+                      "BatchNorm running stats of the processes before each evaluation: "
+                      "averaged, or rank 0's", choices=DIST_BN)  # fmt: skip
     # bookkeeping (not used to train)
     preset: str | None = field(default=None, metadata=_OFF_CLI)
     quick: bool = field(default=False, metadata=_OFF_CLI)
@@ -153,6 +160,7 @@ class TrainConfig:
         need(self.workers >= 0, "workers", self.workers, ">= 0")
         need(self.warmup_epochs >= 0, "warmup-epochs", self.warmup_epochs, ">= 0")
         need(self.era_mode in ERA_MODES, "era-mode", self.era_mode, "paper or exact")
+        need(self.dist_bn in DIST_BN, "dist-bn", self.dist_bn, "reduce or broadcast")
         need(self.amp_dtype in AMP_DTYPES, "amp-dtype", self.amp_dtype,
              "bfloat16 or float16")  # fmt: skip
         need(
