@@ -70,6 +70,13 @@ FLAGS = {
 NEW_FLAGS = {
     ("--sync-bn", "sync_bn", 0, None, None, "BooleanOptionalAction"),
     ("--dist-bn", "dist_bn", None, None, ("reduce", "broadcast"), "_StoreAction"),
+    ("--split-bn", "split_bn", 0, None, None, "BooleanOptionalAction"),
+    ("--aug-splits", "aug_splits", None, "int", None, "_StoreAction"),
+    ("--resplit", "resplit", 0, None, None, "BooleanOptionalAction"),
+    ("--jsd-loss", "jsd_loss", 0, None, None, "BooleanOptionalAction"),
+    ("--timm-dataset", "timm_dataset", None, None, None, "_StoreAction"),
+    ("--train-split", "train_split", None, None, None, "_StoreAction"),
+    ("--val-split", "val_split", None, None, None, "_StoreAction"),
 }
 ALL_FLAGS = FLAGS | NEW_FLAGS
 OPTION_STRINGS = (

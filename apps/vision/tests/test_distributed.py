@@ -36,11 +36,11 @@ pytestmark = pytest.mark.skipif(
 TIMING = {"img_per_s", "epoch_time_s"}
 EQUAL = ["--model", "test_convnext", "--img-size", "32", "--opt", "adamw", "--lr", "0.003",
          "--weight-decay", "0.01", "--batch-size", "16", "--eval-batch-size", "150",
-         "--epochs", "2", "--limit-train-batches", "5", "--no-aug", "--warmup-epochs", "0",
+         "--epochs", "2", "--limit-train-batches", "3", "--no-aug", "--warmup-epochs", "0",
          "--no-progress"]  # fmt: skip
 KILL = ["--model", "test_resnet", "--img-size", "16", "--opt", "adamw", "--lr", "0.003",
         "--weight-decay", "0.01", "--batch-size", "16", "--eval-batch-size", "150",
-        "--epochs", "3", "--limit-train-batches", "6", "--drop-rate", "0.2", "--hflip", "0.5",
+        "--epochs", "2", "--limit-train-batches", "4", "--drop-rate", "0.2", "--hflip", "0.5",
         "--no-progress"]  # fmt: skip
 
 
@@ -133,7 +133,7 @@ def test_a_killed_rank_resumes_to_the_uninterrupted_run(tmp_path, capsys):
             launcher.kill()
     assert not (killed / "DONE").exists()
     epoch = torch.load(killed / "checkpoint.pt", weights_only=False)["epoch"]
-    assert 1 <= epoch < 3
+    assert epoch == 1
 
     # the run's data order and RNG streams belong to 2 processes: 1 is refused, nothing written
     before = sorted(p.name for p in killed.iterdir() if not p.name.startswith("."))
@@ -144,7 +144,7 @@ def test_a_killed_rank_resumes_to_the_uninterrupted_run(tmp_path, capsys):
     result = _run2(["--resume", str(killed), "--no-progress"])
     assert result.returncode == 0, result.stderr[-3000:]
     rows_full, rows_resumed = _rows(full), _rows(killed)
-    assert len(rows_full) == len(rows_resumed) == 3
+    assert len(rows_full) == len(rows_resumed) == 2
     for a, b in zip(rows_full, rows_resumed, strict=True):
         assert {k: v for k, v in a.items() if k not in TIMING} == {
             k: v for k, v in b.items() if k not in TIMING

@@ -73,6 +73,11 @@ class TrainConfig:
                       choices=DATASETS)  # fmt: skip
     data_dir: str | None = _f(None, "data", "ImageFolder (train/, val/) or CIFAR-10 dir",
                               default_text="the embedded digits")  # fmt: skip
+    timm_dataset: str | None = _f(None, "data", "read --data-dir with timm.data.create_dataset "
+                                  "(e.g. torch/cifar100, torch/image_folder, hfds/NAME)",
+                                  default_text="the layout found in --data-dir")  # fmt: skip
+    train_split: str = _f("train", "data", "--timm-dataset's training split")
+    val_split: str = _f("validation", "data", "--timm-dataset's validation split")
     num_classes: int | None = _f(None, "data", "expected class count",
                                  default_text="whatever the data has")  # fmt: skip
     img_size: int = _f(32, "data", "input resolution")
@@ -80,6 +85,9 @@ class TrainConfig:
     auto_augment: str | None = _f(None, "data", "timm auto-augment, e.g. rand-m9-mstd0.5")
     re_prob: float = _f(0.0, "data", "random erasing probability")
     re_mode: str = field(default="pixel", metadata=_OFF_CLI)
+    resplit: bool = _f(False, "data", "no random erasing on the clean split (timm's --resplit)")
+    aug_splits: int = _f(0, "data", "timm's augmentation splits: each image as 1 clean + N-1 "
+                         "augmented views in the batch (0: off, else >= 2)")  # fmt: skip
     color_jitter: float = _f(0.0, "data", "color jitter strength")
     hflip: float = _f(0.0, "data", "horizontal flip probability")
     scale: list[float] = field(
@@ -108,6 +116,8 @@ class TrainConfig:
     warmup_lr: float = _f(1e-3, "optimisation", "learning rate at the start of warm-up")
     min_lr: float = _f(0.0, "optimisation", "final learning rate of the schedule")
     label_smoothing: float = _f(0.1, "optimisation", "label smoothing")
+    jsd_loss: bool = _f(False, "optimisation", "timm's JsdCrossEntropy: cross-entropy on the "
+                        "clean split + Jensen-Shannon consistency over the --aug-splits")  # fmt: skip
     ema: bool = _f(False, "optimisation", "keep a timm ModelEmaV3 and evaluate it too")
     ema_decay: float = _f(0.9998, "optimisation", "EMA decay per update")
     # execution
@@ -118,6 +128,8 @@ class TrainConfig:
     channels_last: bool = _f(False, "execution", "channels-last memory format")
     seed: int = _f(0, "execution", "random seed")
     sync_bn: bool = _f(False, "execution", "SyncBatchNorm across the torchrun processes")
+    split_bn: bool = _f(False, "execution", "timm's split BatchNorm: one BatchNorm per "
+                        "--aug-splits split while training")  # fmt: skip
     dist_bn: str = _f("reduce", "execution",
                       "BatchNorm running stats of the processes before each evaluation: "
                       "averaged, or rank 0's", choices=DIST_BN)  # fmt: skip
@@ -125,6 +137,7 @@ class TrainConfig:
     preset: str | None = field(default=None, metadata=_OFF_CLI)
     quick: bool = field(default=False, metadata=_OFF_CLI)
     description: str = field(default="", metadata=_OFF_CLI)
+    source: str = field(default="", metadata=_OFF_CLI)  # where a preset's recipe comes from
     paper: dict[str, float] | None = field(default=None, metadata=_OFF_CLI)
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,11 +184,33 @@ class TrainConfig:
         )
         need(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1, "scale",
              self.scale, "two numbers 0 < lo <= hi <= 1")  # fmt: skip
+        self.validate_splits()
+        if self.timm_dataset is not None and self.data_dir is None:
+            raise ConfigError(f"--timm-dataset {self.timm_dataset!r} needs --data-dir (its root)")
         if self.dataset != "digits" and self.data_dir is None:
             raise ConfigError(
                 f"the {self.dataset} recipe needs --data-dir (or --quick to try it on the "
                 "embedded digits)"
             )
+
+    def validate_splits(self) -> None:
+        """The augmentation-split settings (timm's --aug-splits, --jsd-loss, --split-bn)."""
+        splits = self.aug_splits
+        if splits < 0 or splits == 1:
+            raise ConfigError(f"--aug-splits must be 0 (off) or >= 2, got {splits}")
+        for flag, on in (("jsd-loss", self.jsd_loss), ("split-bn", self.split_bn)):
+            if on and splits < 2:
+                raise ConfigError(f"--{flag} needs --aug-splits >= 2 (it works on the splits), "
+                                  f"got --aug-splits {splits}")  # fmt: skip
+        if splits and not self.aug:
+            raise ConfigError(f"--aug-splits {splits} needs --aug: with --no-aug there is no "
+                              "augmentation to split")  # fmt: skip
+        if splits and (self.mixup > 0 or self.cutmix > 0):
+            raise ConfigError(f"--aug-splits {splits} cannot be combined with --mixup/--cutmix "
+                              "(Mixup would blend the splits of different images)")  # fmt: skip
+        if self.split_bn and self.sync_bn:
+            raise ConfigError("--split-bn and --sync-bn cannot be combined (timm has no "
+                              "synchronised split BatchNorm)")  # fmt: skip
 
 
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -243,6 +278,7 @@ def quick_overrides(base: dict[str, Any]) -> dict[str, Any]:
     if base.get("data_dir") is None:
         quick.update(
             dataset="digits",
+            timm_dataset=None,
             num_classes=10,
             hflip=0.0,  # digits are not mirror-symmetric
             crop_pct=1.0,

@@ -1,8 +1,8 @@
 """The training run of era-vision-train: checks, components, epochs, checkpoints, summary.
 
-A thin loop around timm's factories (``create_transform``, ``create_optimizer_v2``,
-``create_scheduler_v2``, its label-smoothing / soft-target losses, ``Mixup`` and
-``ModelEmaV3``) and ``era_vision.create_model``. The run directory's lifecycle (new run,
+A thin loop around timm's factories (the data pipeline of :mod:`era_vision_app.loaders`,
+``create_optimizer_v2``, ``create_scheduler_v2``, its label-smoothing / soft-target / JSD
+losses, ``Mixup``, split BatchNorm and ``ModelEmaV3``) and ``era_vision.create_model``. The run directory's lifecycle (new run,
 resume with a config check, atomic checkpoint, ``summary.json`` and ``DONE``, RNG states) is
 ``era_core.runs``; the metric files are ``era_core.runlog``.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -25,15 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
-from timm.layers import convert_sync_batchnorm
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.data import Mixup
+from timm.layers import convert_splitbn_model, convert_sync_batchnorm
+from timm.loss import JsdCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, distribute_bn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 import era_vision
@@ -46,6 +45,7 @@ from . import distributed
 from .config import ConfigError, TrainConfig
 from .data import DataError, Datasets, load_datasets
 from .distributed import SINGLE, Dist
+from .loaders import build_loaders
 
 __all__ = [
     "CHECKPOINT",
@@ -59,7 +59,6 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 DONE = runs.DONE
-DIGITS_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 RESUME_OVERRIDES = ("workers", "device")  # may change between sessions; nothing else may
 
 
@@ -122,7 +121,8 @@ def prepare(config: TrainConfig, data: Datasets | None = None, dist: Dist = SING
     if config.era and config.num_classes is not None:
         check_min_entropy(config, config.num_classes)
     if data is None:
-        data = load_datasets(config.data_dir, config.num_classes)
+        data = load_datasets(config.data_dir, config.num_classes, timm_dataset=config.timm_dataset,
+                             train_split=config.train_split, val_split=config.val_split)  # fmt: skip
     elif config.num_classes is not None and config.num_classes != data.num_classes:
         raise DataError(
             f"class-count mismatch: expected --num-classes {config.num_classes}, but the data "
@@ -156,27 +156,6 @@ def create_model(config: TrainConfig, num_classes: int) -> nn.Module:
     )
 
 
-def make_transforms(config: TrainConfig, layout: str):
-    mean, std = (
-        DIGITS_MEAN_STD if layout == "digits" else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
-    )
-    common = {"interpolation": config.interpolation, "mean": mean, "std": std}
-    train = create_transform(
-        config.img_size,
-        is_training=True,
-        no_aug=not config.aug,
-        scale=tuple(config.scale),
-        hflip=config.hflip,
-        color_jitter=config.color_jitter,
-        auto_augment=config.auto_augment if config.aug else None,
-        re_prob=config.re_prob if config.aug else 0.0,
-        re_mode=config.re_mode,
-        **common,
-    )
-    val = create_transform(config.img_size, is_training=False, crop_pct=config.crop_pct, **common)
-    return train, val
-
-
 def resolve_device(name: str, dist: Dist = SINGLE) -> torch.device:
     """``--device`` for this process; under torchrun CUDA means ``cuda:LOCAL_RANK``."""
     device = torch.device(
@@ -205,12 +184,6 @@ def _rank_seed(seed: int, rank: int) -> int:
     return (seed * 1_000_003 + rank * 104_729) % 2**63
 
 
-def _worker_init(worker_id: int) -> None:  # python/numpy RNGs of a worker follow torch's seed
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002
-
-
 def rng_state() -> dict[str, Any]:
     """Python's, NumPy's, torch's and (when present) CUDA's RNG states."""
     cuda = {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
@@ -234,8 +207,8 @@ class Components:
     step_model: nn.Module  # ``model``, its DistributedDataParallel, and/or its torch.compile
     optimizer: torch.optim.Optimizer
     scheduler: Any  # a timm scheduler, or None
-    train_loader: DataLoader
-    val_loader: DataLoader
+    train_loader: Any  # timm PrefetchLoaders: batches on the device, normalised
+    val_loader: Any
     train_sampler: DistributedSampler  # this rank's shard, reshuffled each epoch (set_epoch)
     updates_per_epoch: int
     mixup: Mixup | None
@@ -244,48 +217,10 @@ class Components:
     scaler: torch.amp.GradScaler | None
 
 
-def _shuffle_seed(seed: int) -> int:
-    """The training sampler's seed (it shuffles with ``seed + epoch``): runs with neighbouring
-    ``--seed`` values do not share an epoch order."""
-    return (seed * 1_000_003 + 12345) % 2**62
-
-
-def _loaders(config: TrainConfig, data: Datasets, device: torch.device, dist: Dist):
-    """The training loader over this rank's shard and the validation loader over its slice.
-
-    The training order is a ``DistributedSampler`` permutation of ``(seed, epoch)``; rank r
-    takes every ``world_size``-th index of it, so the union of the ranks' k-th batches is the
-    k-th batch of one process with the same global ``--batch-size``. Validation rank r takes
-    images ``r, r + world_size, ...``: every image exactly once (no padding duplicates).
-    """
-    sampler = DistributedSampler(
-        data.train,
-        num_replicas=dist.world_size,
-        rank=dist.rank,
-        shuffle=True,
-        seed=_shuffle_seed(config.seed),
-        drop_last=True,
-    )
-    train_loader = DataLoader(
-        data.train,
-        batch_size=config.batch_size // dist.world_size,
-        sampler=sampler,
-        num_workers=config.workers,
-        worker_init_fn=_worker_init,
-        drop_last=True,  # as timm: no tiny last batch (batch norm, Mixup's even batches)
-        pin_memory=device.type == "cuda",
-    )
-    val_loader = DataLoader(
-        data.val,
-        batch_size=math.ceil(config.eval_batch_size / dist.world_size),
-        sampler=range(dist.rank, len(data.val), dist.world_size),  # type: ignore[arg-type]
-        num_workers=config.workers,
-        pin_memory=device.type == "cuda",
-    )
-    return sampler, train_loader, val_loader
-
-
 def _loss(config: TrainConfig, num_classes: int) -> tuple[Mixup | None, nn.Module]:
+    if config.jsd_loss:
+        return None, JsdCrossEntropy(num_splits=config.aug_splits,
+                                     smoothing=config.label_smoothing)  # fmt: skip
     if config.mixup > 0 or config.cutmix > 0:
         mixup = Mixup(
             mixup_alpha=config.mixup,
@@ -307,8 +242,9 @@ def build(
     device = resolve_device(config.device, dist) if device is None else device
     distributed.setup(dist, device)
     seed_everything(config.seed)  # the same initial weights on every rank
-    data.train.transform, data.val.transform = make_transforms(config, data.layout)
     model = create_model(config, data.num_classes)
+    if config.split_bn:
+        model = convert_splitbn_model(model, config.aug_splits)
     if config.sync_bn:
         model = convert_sync_batchnorm(model)
     model = model.to(device)
@@ -327,7 +263,8 @@ def build(
         weight_decay=config.weight_decay,
         momentum=config.momentum,
     )
-    sampler, train_loader, val_loader = _loaders(config, data, device, dist)
+    loaders = build_loaders(config, data, device, dist)
+    sampler, train_loader, val_loader = loaders.train_sampler, loaders.train, loaders.val
     updates_per_epoch = len(train_loader)
     if config.limit_train_batches:
         updates_per_epoch = min(updates_per_epoch, config.limit_train_batches)
