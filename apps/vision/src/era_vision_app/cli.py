@@ -4,11 +4,16 @@ The flags come from two dataclasses through ``era_core.cli``: :class:`RunOptions
 run goes and how it is driven) and :class:`~era_vision_app.config.TrainConfig` (the recipe;
 a flag not given leaves the preset's or the default value). :func:`main` dispatches to
 :func:`era_vision_app.training.train` or :func:`era_vision_app.compare.run_comparison`.
+
+Under ``torchrun`` (``torchrun --nproc-per-node N -m era_vision_app ...``) every process runs
+:func:`main`; the ranks come from the environment (:mod:`era_vision_app.distributed`) and only
+rank 0 prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +22,12 @@ from typing import Any
 from era_core import runs
 from era_core.cli import add_dataclass_arguments, dataclass_from_args, explicit_values, option
 
+from . import distributed
 from .compare import run_comparison
 from .config import ConfigError, TrainConfig, compare_presets, load_presets, resolve_config
 from .data import DataError
-from .training import CHECKPOINT, RESUME_OVERRIDES, RunError, prepare, train
+from .distributed import Dist, DistError
+from .training import CHECKPOINT, RunError, prepare, resume_overrides, train
 
 __all__ = ["RunOptions", "build_parser", "main", "run_cli"]
 
@@ -89,31 +96,40 @@ def _list_presets() -> str:
     return "\n".join(lines)
 
 
-def _resume(opts: RunOptions, explicit: dict[str, Any]) -> int:
+def _resume(opts: RunOptions, explicit: dict[str, Any], dist: Dist) -> int:
     if opts.preset or opts.quick or opts.out is not None:
         raise ConfigError("--resume DIR takes its settings from DIR/config.json; "
                           "do not combine it with --out, --preset or --quick")  # fmt: skip
+    assert opts.resume is not None
     stored = runs.read_config(opts.resume)
     config = TrainConfig.from_dict({**stored, **explicit})
     # the config check runs before any data is loaded
-    runs.resume_run(opts.resume, config.to_dict(), may_change=RESUME_OVERRIDES,
+    runs.resume_run(opts.resume, config.to_dict(), may_change=resume_overrides(stored, config),
                     checkpoint=CHECKPOINT)  # fmt: skip
-    summary = train(prepare(config), opts.resume, resume=True, stop_after=opts.stop_after,
-                    progress=not opts.no_progress)  # fmt: skip
-    _report(opts.resume, summary)
+    summary = train(prepare(config, dist=dist), opts.resume, resume=True,
+                    stop_after=opts.stop_after, progress=not opts.no_progress,
+                    dist=dist)  # fmt: skip
+    _report(opts.resume, summary, dist)
     return 0
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace, dist: Dist | None = None) -> int:
+    """One parsed command line; ``dist`` defaults to the torchrun environment's ranks."""
+    dist = distributed.from_env() if dist is None else dist
     opts: RunOptions = dataclass_from_args(RunOptions, args)
     explicit = explicit_values(TrainConfig, args)
     progress = not opts.no_progress
     if opts.stop_after is not None and opts.stop_after < 1:
         raise ConfigError(f"--stop-after must be >= 1, got {opts.stop_after}")
     if opts.resume is not None:
-        return _resume(opts, explicit)
+        return _resume(opts, explicit, dist)
     if opts.out is None:
         raise ConfigError("--out DIR is required (or --resume DIR)")
+    if opts.preset in compare_presets() and dist.enabled:
+        raise ConfigError(
+            f"--preset {opts.preset} is a comparison (one process, run after run); start it "
+            "without torchrun, or launch its arms one by one under torchrun"
+        )
     if opts.preset in compare_presets():
         run_comparison(
             opts.preset,
@@ -128,12 +144,15 @@ def run_cli(args: argparse.Namespace) -> int:
     if opts.seeds or opts.arms:
         raise ConfigError("--seeds and --arms need a comparison --preset (see --list-presets)")
     config = resolve_config(explicit, preset=opts.preset, quick=opts.quick)
-    summary = train(prepare(config), opts.out, stop_after=opts.stop_after, progress=progress)
-    _report(opts.out, summary)
+    summary = train(prepare(config, dist=dist), opts.out, stop_after=opts.stop_after,
+                    progress=progress, dist=dist)  # fmt: skip
+    _report(opts.out, summary, dist)
     return 0
 
 
-def _report(out: Path, summary: dict[str, Any] | None) -> None:
+def _report(out: Path, summary: dict[str, Any] | None, dist: Dist) -> None:
+    if not dist.is_main:
+        return
     if summary is None:
         print(f"stopped; continue with: era-vision-train --resume {out}")
         return
@@ -154,9 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return run_cli(args)
-    except (ConfigError, DataError, RunError) as error:
-        print(f"era-vision-train: error: {error}", file=sys.stderr)
+    except (ConfigError, DataError, RunError, DistError) as error:
+        # under torchrun every rank meets the same bad setting; rank 0 reports it
+        if isinstance(error, DistError) or os.environ.get("RANK", "0") == "0":
+            print(f"era-vision-train: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class ConfigError(ValueError):
 ERA_MODES = ("paper", "exact")
 DATASETS = ("digits", "cifar10", "imagenet")
 AMP_DTYPES = ("bfloat16", "float16")
+DIST_BN = ("reduce", "broadcast")
 
 
 def _opt(group: str, help: str = "", **kwargs: Any) -> Any:
@@ -72,6 +73,11 @@ class TrainConfig:
                       choices=DATASETS)  # fmt: skip
     data_dir: str | None = _f(None, "data", "ImageFolder (train/, val/) or CIFAR-10 dir",
                               default_text="the embedded digits")  # fmt: skip
+    timm_dataset: str | None = _f(None, "data", "read --data-dir with timm.data.create_dataset "
+                                  "(e.g. torch/cifar100, torch/image_folder, hfds/NAME)",
+                                  default_text="the layout found in --data-dir")  # fmt: skip
+    train_split: str = _f("train", "data", "--timm-dataset's training split")
+    val_split: str = _f("validation", "data", "--timm-dataset's validation split")
     num_classes: int | None = _f(None, "data", "expected class count",
                                  default_text="whatever the data has")  # fmt: skip
     img_size: int = _f(32, "data", "input resolution")
@@ -79,6 +85,9 @@ class TrainConfig:
     auto_augment: str | None = _f(None, "data", "timm auto-augment, e.g. rand-m9-mstd0.5")
     re_prob: float = _f(0.0, "data", "random erasing probability")
     re_mode: str = field(default="pixel", metadata=_OFF_CLI)
+    resplit: bool = _f(False, "data", "no random erasing on the clean split (timm's --resplit)")
+    aug_splits: int = _f(0, "data", "timm's augmentation splits: each image as 1 clean + N-1 "
+                         "augmented views in the batch (0: off, else >= 2)")  # fmt: skip
     color_jitter: float = _f(0.0, "data", "color jitter strength")
     hflip: float = _f(0.0, "data", "horizontal flip probability")
     scale: list[float] = field(
@@ -94,8 +103,10 @@ class TrainConfig:
     limit_val_batches: int = _f(0, "data", "validation batches per evaluation (0: all)")
     # optimisation
     epochs: int = _f(10, "optimisation", "training epochs")
-    batch_size: int = _f(64, "optimisation", "training batch size")
-    eval_batch_size: int = _f(256, "optimisation", "evaluation batch size")
+    batch_size: int = _f(
+        64, "optimisation", "global training batch size (split evenly over the torchrun processes)"
+    )
+    eval_batch_size: int = _f(256, "optimisation", "global evaluation batch size")
     opt: str = _f("sgd", "optimisation", "timm optimizer name")
     lr: float = _f(0.05, "optimisation", "peak learning rate")
     momentum: float = _f(0.9, "optimisation", "optimizer momentum")
@@ -105,6 +116,8 @@ class TrainConfig:
     warmup_lr: float = _f(1e-3, "optimisation", "learning rate at the start of warm-up")
     min_lr: float = _f(0.0, "optimisation", "final learning rate of the schedule")
     label_smoothing: float = _f(0.1, "optimisation", "label smoothing")
+    jsd_loss: bool = _f(False, "optimisation", "timm's JsdCrossEntropy: cross-entropy on the "
+                        "clean split + Jensen-Shannon consistency over the --aug-splits")  # fmt: skip
     ema: bool = _f(False, "optimisation", "keep a timm ModelEmaV3 and evaluate it too")
     ema_decay: float = _f(0.9998, "optimisation", "EMA decay per update")
     # execution
@@ -114,10 +127,17 @@ class TrainConfig:
     compile: bool = _f(False, "execution", "torch.compile the model")
     channels_last: bool = _f(False, "execution", "channels-last memory format")
     seed: int = _f(0, "execution", "random seed")
+    sync_bn: bool = _f(False, "execution", "SyncBatchNorm across the torchrun processes")
+    split_bn: bool = _f(False, "execution", "timm's split BatchNorm: one BatchNorm per "
+                        "--aug-splits split while training")  # fmt: skip
+    dist_bn: str = _f("reduce", "execution",
+                      "BatchNorm running stats of the processes before each evaluation: "
+                      "averaged, or rank 0's", choices=DIST_BN)  # fmt: skip
     # bookkeeping (not used to train)
     preset: str | None = field(default=None, metadata=_OFF_CLI)
     quick: bool = field(default=False, metadata=_OFF_CLI)
     description: str = field(default="", metadata=_OFF_CLI)
+    source: str = field(default="", metadata=_OFF_CLI)  # where a preset's recipe comes from
     paper: dict[str, float] | None = field(default=None, metadata=_OFF_CLI)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +173,7 @@ class TrainConfig:
         need(self.workers >= 0, "workers", self.workers, ">= 0")
         need(self.warmup_epochs >= 0, "warmup-epochs", self.warmup_epochs, ">= 0")
         need(self.era_mode in ERA_MODES, "era-mode", self.era_mode, "paper or exact")
+        need(self.dist_bn in DIST_BN, "dist-bn", self.dist_bn, "reduce or broadcast")
         need(self.amp_dtype in AMP_DTYPES, "amp-dtype", self.amp_dtype,
              "bfloat16 or float16")  # fmt: skip
         need(
@@ -163,11 +184,33 @@ class TrainConfig:
         )
         need(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1, "scale",
              self.scale, "two numbers 0 < lo <= hi <= 1")  # fmt: skip
+        self.validate_splits()
+        if self.timm_dataset is not None and self.data_dir is None:
+            raise ConfigError(f"--timm-dataset {self.timm_dataset!r} needs --data-dir (its root)")
         if self.dataset != "digits" and self.data_dir is None:
             raise ConfigError(
                 f"the {self.dataset} recipe needs --data-dir (or --quick to try it on the "
                 "embedded digits)"
             )
+
+    def validate_splits(self) -> None:
+        """The augmentation-split settings (timm's --aug-splits, --jsd-loss, --split-bn)."""
+        splits = self.aug_splits
+        if splits < 0 or splits == 1:
+            raise ConfigError(f"--aug-splits must be 0 (off) or >= 2, got {splits}")
+        for flag, on in (("jsd-loss", self.jsd_loss), ("split-bn", self.split_bn)):
+            if on and splits < 2:
+                raise ConfigError(f"--{flag} needs --aug-splits >= 2 (it works on the splits), "
+                                  f"got --aug-splits {splits}")  # fmt: skip
+        if splits and not self.aug:
+            raise ConfigError(f"--aug-splits {splits} needs --aug: with --no-aug there is no "
+                              "augmentation to split")  # fmt: skip
+        if splits and (self.mixup > 0 or self.cutmix > 0):
+            raise ConfigError(f"--aug-splits {splits} cannot be combined with --mixup/--cutmix "
+                              "(Mixup would blend the splits of different images)")  # fmt: skip
+        if self.split_bn and self.sync_bn:
+            raise ConfigError("--split-bn and --sync-bn cannot be combined (timm has no "
+                              "synchronised split BatchNorm)")  # fmt: skip
 
 
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -235,6 +278,7 @@ def quick_overrides(base: dict[str, Any]) -> dict[str, Any]:
     if base.get("data_dir") is None:
         quick.update(
             dataset="digits",
+            timm_dataset=None,
             num_classes=10,
             hflip=0.0,  # digits are not mirror-symmetric
             crop_pct=1.0,

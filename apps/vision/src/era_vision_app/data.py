@@ -1,7 +1,8 @@
-"""Datasets of era-vision-train: embedded digits, CIFAR-10 python pickles, ImageFolder trees.
+"""Datasets of era-vision-train: embedded digits, CIFAR-10 python pickles, ImageFolder trees,
+and whatever ``timm.data.create_dataset`` reads (``--timm-dataset``).
 
-Every dataset yields ``(PIL image, label)``; the transforms are timm's (``create_transform``),
-so one pipeline serves all three. :func:`load_datasets` checks the layout and the class count
+Every dataset yields ``(PIL image, label)``; the transforms and loaders are timm's
+(:mod:`era_vision_app.loaders`), so one pipeline serves them all. :func:`load_datasets` checks the layout and the class count
 before anything is trained and raises :class:`DataError` with the path and what was expected.
 
 * ``digits`` (default, no download): scikit-learn's handwritten digits (1,797 8x8 grey images,
@@ -10,8 +11,12 @@ before anything is trained and raises :class:`DataError` with the path and what 
 * ``cifar10``: the python-pickle folder of CIFAR-10 (``data_batch_1`` .. ``data_batch_5``,
   ``test_batch``, ``batches.meta``), as unpacked from ``cifar-10-python.tar.gz``.
 * ``imagefolder``: ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg`` (ImageNet's
-  usual layout); classes are the sorted folder names of ``train/``, and ``val/`` must hold
-  the same ones.
+  usual layout), read by ``timm.data.create_dataset``; classes are the sorted folder names of
+  ``train/``, and ``val/`` must hold the same ones.
+* ``timm``: ``--timm-dataset NAME`` hands ``--data-dir`` to ``create_dataset(NAME, root=...,
+  split=...)`` (``torch/cifar10``, ``torch/cifar100``, ``torch/image_folder``, ``hfds/...``, a
+  folder or tar of images, ...); map-style datasets only (the sampler needs indices), nothing
+  is downloaded.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ class Datasets:
     train: Dataset
     val: Dataset
     classes: list[str]
-    layout: str  # "digits" | "cifar10" | "imagefolder"
+    layout: str  # "digits" | "cifar10" | "imagefolder" | "timm"
 
     @property
     def num_classes(self) -> int:
@@ -135,8 +140,9 @@ def _class_dirs(split_dir: Path) -> list[str]:
 
 
 def load_imagefolder(root: Path) -> Datasets:
-    """``root/train/<class>/...`` and ``root/val/<class>/...`` through timm's ``ImageDataset``."""
-    from timm.data import ImageDataset
+    """``root/train/<class>/...`` and ``root/val/<class>/...`` through timm's ``create_dataset``
+    (its folder reader), after checking that both splits hold the same classes and images."""
+    from timm.data import create_dataset
 
     train_classes = _class_dirs(root / "train")
     val_classes = _class_dirs(root / "val")
@@ -158,11 +164,48 @@ def load_imagefolder(root: Path) -> Datasets:
             )
     class_map = {name: index for index, name in enumerate(train_classes)}
     return Datasets(
-        ImageDataset(str(root / "train"), class_map=class_map),
-        ImageDataset(str(root / "val"), class_map=class_map),
+        create_dataset("", root=str(root), split="train", class_map=class_map),
+        create_dataset("", root=str(root), split="val", class_map=class_map),
         train_classes,
         "imagefolder",
     )
+
+
+def _class_names(dataset, name: str, num_classes: int | None) -> list[str]:
+    """The class names of a ``create_dataset`` result (torchvision's ``classes``, a timm
+    reader's ``class_to_idx``), or ``--num-classes`` numbered ones."""
+    classes = getattr(dataset, "classes", None)
+    if classes:
+        return [str(c) for c in classes]
+    mapping = getattr(getattr(dataset, "reader", None), "class_to_idx", None)
+    if mapping:
+        return [str(c) for c, _ in sorted(mapping.items(), key=lambda item: item[1])]
+    if num_classes is None:
+        raise DataError(f"--timm-dataset {name!r}: its classes are not listed; pass --num-classes")
+    return [str(i) for i in range(num_classes)]
+
+
+def load_timm_dataset(
+    name: str, root: str | Path, num_classes: int | None, train_split: str, val_split: str
+) -> Datasets:
+    """``timm.data.create_dataset(name, root, split)`` for both splits (no download)."""
+    from timm.data import create_dataset
+    from torch.utils.data import IterableDataset
+
+    def load(split: str, training: bool):
+        try:
+            dataset = create_dataset(name, root=str(root), split=split, is_training=training,
+                                     download=False)  # fmt: skip
+        except Exception as error:  # timm and torchvision raise many kinds; all mean bad data
+            raise DataError(f"--timm-dataset {name!r} --data-dir {str(root)!r} split "
+                            f"{split!r}: {type(error).__name__}: {error}") from None  # fmt: skip
+        if isinstance(dataset, IterableDataset):
+            raise DataError(f"--timm-dataset {name!r} is a streaming dataset; era-vision-train "
+                            "needs a map-style one (folder, tar, torch/..., hfds/...)")  # fmt: skip
+        return dataset
+
+    train, val = load(train_split, True), load(val_split, False)
+    return Datasets(train, val, _class_names(train, name, num_classes), "timm")
 
 
 def detect_layout(data_dir: str | Path | None) -> str:
@@ -186,12 +229,26 @@ def detect_layout(data_dir: str | Path | None) -> str:
     )
 
 
-def load_datasets(data_dir: str | Path | None, num_classes: int | None = None) -> Datasets:
-    """The datasets for ``--data-dir`` (``None``: the embedded digits).
+def load_datasets(
+    data_dir: str | Path | None,
+    num_classes: int | None = None,
+    *,
+    timm_dataset: str | None = None,
+    train_split: str = "train",
+    val_split: str = "validation",
+) -> Datasets:
+    """The datasets for ``--data-dir`` (``None``: the embedded digits), or ``--timm-dataset``
+    read from it.
 
     ``num_classes`` (from a preset or ``--num-classes``) must equal the data's class count.
     """
-    layout = detect_layout(data_dir)
+    if timm_dataset is not None:
+        if data_dir is None or not Path(data_dir).is_dir():
+            raise DataError(f"--data-dir {data_dir!r} does not exist or is not a directory")
+        layout = "timm"
+        data = load_timm_dataset(timm_dataset, data_dir, num_classes, train_split, val_split)
+    else:
+        layout = detect_layout(data_dir)
     if layout == "digits":
         x_train, y_train, x_test, y_test = load_digits_split()
         data = Datasets(
@@ -202,7 +259,7 @@ def load_datasets(data_dir: str | Path | None, num_classes: int | None = None) -
         )
     elif layout == "cifar10":
         data = load_cifar10(Path(data_dir))
-    else:
+    elif layout == "imagefolder":
         data = load_imagefolder(Path(data_dir))
     if num_classes is not None and num_classes != data.num_classes:
         where = "the embedded digits" if data_dir is None else repr(str(data_dir))

@@ -1,8 +1,8 @@
 """The training run of era-vision-train: checks, components, epochs, checkpoints, summary.
 
-A thin loop around timm's factories (``create_transform``, ``create_optimizer_v2``,
-``create_scheduler_v2``, its label-smoothing / soft-target losses, ``Mixup`` and
-``ModelEmaV3``) and ``era_vision.create_model``. The run directory's lifecycle (new run,
+A thin loop around timm's factories (the data pipeline of :mod:`era_vision_app.loaders`,
+``create_optimizer_v2``, ``create_scheduler_v2``, its label-smoothing / soft-target / JSD
+losses, ``Mixup``, split BatchNorm and ``ModelEmaV3``) and ``era_vision.create_model``. The run directory's lifecycle (new run,
 resume with a config check, atomic checkpoint, ``summary.json`` and ``DONE``, RNG states) is
 ``era_core.runs``; the metric files are ``era_core.runlog``.
 
@@ -13,6 +13,7 @@ resume with a config check, atomic checkpoint, ``summary.json`` and ``DONE``, RN
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import random
@@ -23,13 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.data import Mixup
+from timm.layers import convert_splitbn_model, convert_sync_batchnorm
+from timm.loss import JsdCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
-from timm.utils import ModelEmaV3
+from timm.utils import ModelEmaV3, distribute_bn
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 import era_vision
@@ -38,8 +41,11 @@ from era_core.runlog import MetricsLogger
 from era_core.runs import RunError
 from era_vision.metrics import ClassificationMetrics
 
+from . import distributed
 from .config import ConfigError, TrainConfig
 from .data import DataError, Datasets, load_datasets
+from .distributed import SINGLE, Dist
+from .loaders import build_loaders
 
 __all__ = [
     "CHECKPOINT",
@@ -53,7 +59,6 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 DONE = runs.DONE
-DIGITS_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 RESUME_OVERRIDES = ("workers", "device")  # may change between sessions; nothing else may
 
 
@@ -85,17 +90,39 @@ class Prepared:
     data: Datasets
 
 
-def prepare(config: TrainConfig, data: Datasets | None = None) -> Prepared:
-    """Every check that can fail before training: config ranges, model name, data, H_min.
+def check_processes(config: TrainConfig, dist: Dist) -> None:
+    """The settings that depend on the number of processes (``--batch-size`` is global)."""
+    if config.sync_bn and not dist.enabled:
+        raise ConfigError(
+            "--sync-bn needs several processes (torchrun --nproc-per-node N, N >= 2); "
+            "one process has no other batch statistics to synchronise with"
+        )
+    if config.sync_bn and resolve_device(config.device, dist).type != "cuda":
+        raise ConfigError(
+            f"--sync-bn needs CUDA devices (got --device {config.device!r} on this machine): "
+            "torch's SyncBatchNorm does not run on CPU"
+        )
+    if config.batch_size % dist.world_size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} is the global batch and must be divisible by the "
+            f"{dist.world_size} processes (each takes batch-size / processes)"
+        )
+
+
+def prepare(config: TrainConfig, data: Datasets | None = None, dist: Dist = SINGLE) -> Prepared:
+    """Every check that can fail before training: config ranges, model name, processes, data,
+    H_min.
 
     ``data`` reuses datasets already loaded from the same ``--data-dir`` (comparisons).
     """
     config.validate()
+    check_processes(config, dist)
     check_model_name(config.model)
     if config.era and config.num_classes is not None:
         check_min_entropy(config, config.num_classes)
     if data is None:
-        data = load_datasets(config.data_dir, config.num_classes)
+        data = load_datasets(config.data_dir, config.num_classes, timm_dataset=config.timm_dataset,
+                             train_split=config.train_split, val_split=config.val_split)  # fmt: skip
     elif config.num_classes is not None and config.num_classes != data.num_classes:
         raise DataError(
             f"class-count mismatch: expected --num-classes {config.num_classes}, but the data "
@@ -129,33 +156,20 @@ def create_model(config: TrainConfig, num_classes: int) -> nn.Module:
     )
 
 
-def make_transforms(config: TrainConfig, layout: str):
-    mean, std = (
-        DIGITS_MEAN_STD if layout == "digits" else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+def resolve_device(name: str, dist: Dist = SINGLE) -> torch.device:
+    """``--device`` for this process; under torchrun CUDA means ``cuda:LOCAL_RANK``."""
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
     )
-    common = {"interpolation": config.interpolation, "mean": mean, "std": std}
-    train = create_transform(
-        config.img_size,
-        is_training=True,
-        no_aug=not config.aug,
-        scale=tuple(config.scale),
-        hflip=config.hflip,
-        color_jitter=config.color_jitter,
-        auto_augment=config.auto_augment if config.aug else None,
-        re_prob=config.re_prob if config.aug else 0.0,
-        re_mode=config.re_mode,
-        **common,
-    )
-    val = create_transform(config.img_size, is_training=False, crop_pct=config.crop_pct, **common)
-    return train, val
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name!r} but CUDA is not available")
+    if dist.enabled and device.type == "cuda":
+        if device.index is not None:
+            raise ConfigError(
+                f"--device {name!r}: under torchrun each process takes cuda:LOCAL_RANK; "
+                "pass --device cuda or auto"
+            )
+        device = torch.device("cuda", dist.local_rank)
     return device
 
 
@@ -165,10 +179,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _worker_init(worker_id: int) -> None:  # python/numpy RNGs of a worker follow torch's seed
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002
+def _rank_seed(seed: int, rank: int) -> int:
+    """The seed of the augmentation and dropout streams of rank ``rank`` >= 1."""
+    return (seed * 1_000_003 + rank * 104_729) % 2**63
 
 
 def rng_state() -> dict[str, Any]:
@@ -189,13 +202,14 @@ class Components:
     """Everything one run trains with, built from its config and data by :func:`build`."""
 
     device: torch.device
+    dist: Dist
     model: nn.Module
-    step_model: nn.Module  # ``model`` or its ``torch.compile``
+    step_model: nn.Module  # ``model``, its DistributedDataParallel, and/or its torch.compile
     optimizer: torch.optim.Optimizer
     scheduler: Any  # a timm scheduler, or None
-    train_loader: DataLoader
-    val_loader: DataLoader
-    generator: torch.Generator  # the training loader's shuffle, reseeded every epoch
+    train_loader: Any  # timm PrefetchLoaders: batches on the device, normalised
+    val_loader: Any
+    train_sampler: DistributedSampler  # this rank's shard, reshuffled each epoch (set_epoch)
     updates_per_epoch: int
     mixup: Mixup | None
     loss_fn: nn.Module
@@ -203,29 +217,10 @@ class Components:
     scaler: torch.amp.GradScaler | None
 
 
-def _loaders(config: TrainConfig, data: Datasets, device: torch.device):
-    generator = torch.Generator()
-    train_loader = DataLoader(
-        data.train,
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=generator,
-        num_workers=config.workers,
-        worker_init_fn=_worker_init,
-        drop_last=True,  # as timm: no tiny last batch (batch norm, Mixup's even batches)
-        pin_memory=device.type == "cuda",
-    )
-    val_loader = DataLoader(
-        data.val,
-        batch_size=config.eval_batch_size,
-        shuffle=False,
-        num_workers=config.workers,
-        pin_memory=device.type == "cuda",
-    )
-    return generator, train_loader, val_loader
-
-
 def _loss(config: TrainConfig, num_classes: int) -> tuple[Mixup | None, nn.Module]:
+    if config.jsd_loss:
+        return None, JsdCrossEntropy(num_splits=config.aug_splits,
+                                     smoothing=config.label_smoothing)  # fmt: skip
     if config.mixup > 0 or config.cutmix > 0:
         mixup = Mixup(
             mixup_alpha=config.mixup,
@@ -239,15 +234,28 @@ def _loss(config: TrainConfig, num_classes: int) -> tuple[Mixup | None, nn.Modul
     return None, nn.CrossEntropyLoss()
 
 
-def build(config: TrainConfig, data: Datasets) -> Components:
-    """Seed, set the transforms and build model, optimizer, loaders, schedule, loss, EMA."""
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    data.train.transform, data.val.transform = make_transforms(config, data.layout)
-    model = create_model(config, data.num_classes).to(device)
+def build(
+    config: TrainConfig, data: Datasets, dist: Dist = SINGLE, device: torch.device | None = None
+) -> Components:
+    """Seed, set the transforms and build model (DDP-wrapped for several processes),
+    optimizer, loaders, schedule, loss, EMA."""
+    device = resolve_device(config.device, dist) if device is None else device
+    distributed.setup(dist, device)
+    seed_everything(config.seed)  # the same initial weights on every rank
+    model = create_model(config, data.num_classes)
+    if config.split_bn:
+        model = convert_splitbn_model(model, config.aug_splits)
+    if config.sync_bn:
+        model = convert_sync_batchnorm(model)
+    model = model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if config.compile else model
+    wrapped = model
+    if dist.enabled:
+        wrapped = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    step_model = torch.compile(wrapped) if config.compile else wrapped
     optimizer = create_optimizer_v2(
         model,
         opt=config.opt,
@@ -255,7 +263,8 @@ def build(config: TrainConfig, data: Datasets) -> Components:
         weight_decay=config.weight_decay,
         momentum=config.momentum,
     )
-    generator, train_loader, val_loader = _loaders(config, data, device)
+    loaders = build_loaders(config, data, device, dist)
+    sampler, train_loader, val_loader = loaders.train_sampler, loaders.train, loaders.val
     updates_per_epoch = len(train_loader)
     if config.limit_train_batches:
         updates_per_epoch = min(updates_per_epoch, config.limit_train_batches)
@@ -273,23 +282,56 @@ def build(config: TrainConfig, data: Datasets) -> Components:
     ema = ModelEmaV3(model, decay=config.ema_decay) if config.ema else None
     float16 = config.amp and config.amp_dtype == "float16"
     scaler = torch.amp.GradScaler(device.type) if float16 else None
+    if dist.rank:  # each further rank its own augmentation and dropout streams
+        seed_everything(_rank_seed(config.seed, dist.rank))
     return Components(
-        device, model, step_model, optimizer, scheduler, train_loader, val_loader, generator,
-        updates_per_epoch, mixup, loss_fn, ema, scaler,
+        device, dist, model, step_model, optimizer, scheduler, train_loader, val_loader,
+        sampler, updates_per_epoch, mixup, loss_fn, ema, scaler,
     )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the run
 
 
-def open_run(config: TrainConfig, out: Path, *, resume: bool) -> runs.Run:
-    """A new run in ``out`` (missing or empty), or the run there reopened; a resumed run must
-    have the same config but for :data:`RESUME_OVERRIDES`, and a checkpoint unless done."""
+def resume_overrides(stored: dict[str, Any], config: TrainConfig) -> tuple[str, ...]:
+    """The keys that may differ on ``--resume``: :data:`RESUME_OVERRIDES`, and settings a
+    stored ``config.json`` lacks while ``config`` holds their default (a run directory written
+    before the setting existed trained with the default)."""
+    defaults = TrainConfig().to_dict()
+    given = config.to_dict()
+    absent = tuple(k for k in given if k not in stored and given[k] == defaults[k])
+    return RESUME_OVERRIDES + absent
+
+
+def _open_run(config: TrainConfig, out: Path, *, resume: bool) -> runs.Run:
     if not resume:
         return runs.new_run(out, config.to_dict(), checkpoint=CHECKPOINT)
-    run = runs.resume_run(out, config.to_dict(), may_change=RESUME_OVERRIDES, checkpoint=CHECKPOINT)
+    may_change = resume_overrides(runs.read_config(out), config)
+    run = runs.resume_run(out, config.to_dict(), may_change=may_change, checkpoint=CHECKPOINT)
     if not run.done and not run.has_checkpoint():
         raise RunError(f"--resume {str(out)!r}: no {CHECKPOINT} there (nothing to resume)")
+    return run
+
+
+def open_run(config: TrainConfig, out: Path, *, resume: bool, dist: Dist = SINGLE) -> runs.Run:
+    """A new run in ``out`` (missing or empty), or the run there reopened; a resumed run must
+    have the same config but for :func:`resume_overrides`, and a checkpoint unless done.
+
+    Only rank 0 touches the directory; the other ranks get its verdict (the same
+    :class:`RunError`, or a :class:`~era_core.runs.Run` they only read from).
+    """
+    run, error = None, None
+    if dist.is_main:
+        try:
+            run = _open_run(config, out, resume=resume)
+        except RunError as caught:
+            error = str(caught)
+    error = dist.broadcast(error)
+    if error is not None:
+        raise RunError(error)
+    if run is None:
+        run = runs.Run(out, config.to_dict(), resumed=resume, checkpoint=CHECKPOINT,
+                       flag="--resume" if resume else "--out")  # fmt: skip
     return run
 
 
@@ -308,12 +350,15 @@ def restore(run: runs.Run, parts: Components) -> tuple[int, int, dict[str, Any] 
         parts.ema.load_state_dict(state["ema"])
     if parts.scaler is not None:
         parts.scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
+    per_rank = state.get("rng_ranks", [state["rng"]])
+    if len(per_rank) != parts.dist.world_size:
+        raise RunError(
+            f"--resume {str(run.path)!r}: the run trained with {len(per_rank)} process(es), this "
+            f"is {parts.dist.world_size}; resume it with the same number (torchrun "
+            f"--nproc-per-node), as its data order and RNG streams depend on it"
+        )
+    set_rng_state(per_rank[parts.dist.rank])
     return state["epoch"], state["step"], state["last_eval"]
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7919 + 12345) % 2**63
 
 
 def _autocast(config: TrainConfig, device: torch.device):
@@ -346,7 +391,7 @@ def train_epoch(
 ) -> tuple[dict[str, float], int]:
     """One pass over the training loader; returns the epoch's training metrics (loss, top-1,
     img/s, start time) and the global step after it."""
-    parts.generator.manual_seed(_epoch_seed(config.seed, epoch))
+    parts.train_sampler.set_epoch(epoch)
     parts.model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     batches = parts.train_loader
@@ -356,7 +401,7 @@ def train_epoch(
         batches,
         total=parts.updates_per_epoch,
         desc=f"epoch {epoch + 1}/{config.epochs}",
-        disable=not progress,
+        disable=not (progress and parts.dist.is_main),
         leave=False,
         dynamic_ncols=True,
     )
@@ -382,6 +427,7 @@ def train_epoch(
             img_s=f"{seen / max(elapsed, 1e-9):.0f}",
         )
     bar.close()
+    loss_sum, correct, seen = parts.dist.all_sum([loss_sum, correct, seen], parts.device)
     train_time = time.perf_counter() - start
     if parts.scheduler is not None:
         parts.scheduler.step(epoch + 1)
@@ -394,7 +440,11 @@ def train_epoch(
     return stats, step
 
 
-def evaluate(model, loader, config, device, limit: int = 0) -> ClassificationMetrics:
+def evaluate(
+    model, loader, config, device, limit: int = 0, dist: Dist = SINGLE
+) -> ClassificationMetrics:
+    """The metrics of ``model`` over ``loader``; with several processes, over every rank's
+    slice (the accumulators are gathered and merged, so counts and sums are exact)."""
     metrics = ClassificationMetrics()
     model.eval()
     batches = itertools.islice(loader, limit) if limit else loader
@@ -406,14 +456,32 @@ def evaluate(model, loader, config, device, limit: int = 0) -> ClassificationMet
             with _autocast(config, device):
                 logits = model(images)
             metrics.update(logits.float(), targets.to(device))
-    return metrics
+    if not dist.enabled:
+        return metrics
+    merged = ClassificationMetrics(metrics.n_bins)
+    for part in dist.gather(metrics):
+        merged.merge(part)
+    return merged
+
+
+def sync_batchnorm_stats(parts: Components, config: TrainConfig) -> None:
+    """Give every rank the same BatchNorm running statistics (``--dist-bn``) before they
+    evaluate their slices and rank 0 checkpoints them."""
+    if not parts.dist.enabled:
+        return
+    reduce = config.dist_bn == "reduce"
+    distribute_bn(parts.model, parts.dist.world_size, reduce)
+    if parts.ema is not None:
+        distribute_bn(parts.ema.module, parts.dist.world_size, reduce)
 
 
 def evaluate_epoch(
     parts: Components, config: TrainConfig, epoch: int, step: int, stats: dict[str, float]
 ) -> dict[str, Any]:
     """Validate after an epoch; returns ``last_eval``: the metrics row and reliability bins."""
-    val = evaluate(parts.model, parts.val_loader, config, parts.device, config.limit_val_batches)
+    sync_batchnorm_stats(parts, config)
+    limit = config.limit_val_batches
+    val = evaluate(parts.model, parts.val_loader, config, parts.device, limit, parts.dist)
     result = val.compute()
     row = {
         "epoch": epoch + 1,
@@ -433,7 +501,7 @@ def evaluate_epoch(
     }
     if parts.ema is not None:
         ema_result = evaluate(
-            parts.ema.module, parts.val_loader, config, parts.device, config.limit_val_batches
+            parts.ema.module, parts.val_loader, config, parts.device, limit, parts.dist
         ).compute()
         row["ema_val_top1"] = 100.0 * ema_result["top1"]
         row["ema_val_nll"] = ema_result["nll"]
@@ -453,7 +521,12 @@ def _report_epoch(row: dict[str, Any], epochs: int) -> None:
 def save_checkpoint(
     run: runs.Run, parts: Components, prepared: Prepared, epoch: int, step: int, last_eval
 ) -> None:
-    """Everything an exact resume needs, written atomically to ``checkpoint.pt``."""
+    """Everything an exact resume needs, written atomically to ``checkpoint.pt`` by rank 0
+    (the weights and optimizer states are the same on every rank; the RNG states of every
+    rank are gathered into ``rng_ranks``)."""
+    per_rank = parts.dist.gather(rng_state())
+    if not parts.dist.is_main:
+        return
 
     def serialize(state: dict[str, Any]) -> bytes:
         buffer = io.BytesIO()
@@ -469,7 +542,9 @@ def save_checkpoint(
         "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
         "ema": parts.ema.state_dict() if parts.ema is not None else None,
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "rng": rng_state(),
+        "rng": per_rank[0],
+        "rng_ranks": per_rank,
+        "world_size": parts.dist.world_size,
         "last_eval": last_eval,
         "config": prepared.config.to_dict(),
         "classes": prepared.data.classes,
@@ -477,8 +552,10 @@ def save_checkpoint(
     run.save_checkpoint(state, serialize=serialize)
 
 
-def finish(run: runs.Run, prepared: Prepared, last_eval: dict[str, Any]) -> dict[str, Any]:
-    """Write ``curves.png``, ``summary.json`` and ``DONE``; returns the summary."""
+def finish(
+    run: runs.Run, prepared: Prepared, last_eval: dict[str, Any], dist: Dist = SINGLE
+) -> dict[str, Any]:
+    """Write ``curves.png``, ``summary.json`` and ``DONE`` (rank 0); returns the summary."""
     config, data = prepared.config, prepared.data
     summary = {
         "config": config.to_dict(),
@@ -490,10 +567,12 @@ def finish(run: runs.Run, prepared: Prepared, last_eval: dict[str, Any]) -> dict
         "reliability": last_eval["reliability"],
         "paper": config.paper,
     }
-    from .plots import plot_run  # matplotlib (Agg backend) only once a run has finished
+    if dist.is_main:
+        from .plots import plot_run  # matplotlib (Agg backend) only once a run has finished
 
-    plot_run(run.path, summary)
-    run.finish(summary)
+        plot_run(run.path, summary)
+        run.finish(summary)
+    dist.barrier()  # every rank returns once DONE is written
     return summary
 
 
@@ -504,24 +583,35 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    dist: Dist = SINGLE,
 ) -> dict[str, Any] | None:
     """Train (or resume) the run in ``out``; returns the final summary, or ``None`` when
-    ``stop_after`` epochs were done in this call and the run is not finished yet."""
+    ``stop_after`` epochs were done in this call and the run is not finished yet.
+
+    With ``dist`` from :func:`era_vision_app.distributed.from_env` (torchrun), every process
+    calls this; rank 0 alone prints, logs and writes ``out``.
+    """
     config = prepared.config
-    run = open_run(config, Path(out), resume=resume)
-    if run.done:
+    device = resolve_device(config.device, dist)
+    distributed.setup(dist, device)
+    run = open_run(config, Path(out), resume=resume, dist=dist)
+    if dist.broadcast(run.done):
         return run.read_summary()
-    parts = build(config, prepared.data)
+    parts = build(config, prepared.data, dist, device)
     start_epoch, step, last_eval = restore(run, parts) if resume else (0, 0, None)
-    logger = MetricsLogger(run.path, tensorboard=True, resume_step=step if resume else None)
+    progress = progress and dist.is_main
+    logger: Any = contextlib.nullcontext()
+    if dist.is_main:
+        logger = MetricsLogger(run.path, tensorboard=True, resume_step=step if resume else None)
     with logger:
         for epochs_this_call, epoch in enumerate(range(start_epoch, config.epochs)):
             if stop_after is not None and epochs_this_call >= stop_after:
                 return None
             stats, step = train_epoch(parts, config, epoch, step, progress)
             last_eval = evaluate_epoch(parts, config, epoch, step, stats)
-            logger.log(last_eval["row"])
+            if dist.is_main:
+                logger.log(last_eval["row"])
             if progress:
                 _report_epoch(last_eval["row"], config.epochs)
             save_checkpoint(run, parts, prepared, epoch + 1, step, last_eval)
-    return finish(run, prepared, last_eval)
+    return finish(run, prepared, last_eval, dist)
