@@ -1,3 +1,5 @@
+# Flax `apply` results and the config subclasses are not narrowed for the type checker here yet.
+# pyright: reportArgumentType=false, reportAttributeAccessIssue=false
 """What FastTD3, FastSAC and FastSAC-ERA share: the learner for many parallel environments.
 
 FastTD3 (Seo et al. 2025, arXiv 2505.22642) trains one off-policy learner on ``N`` parallel

@@ -1,3 +1,5 @@
+# Flax `apply` results and the config subclasses are not narrowed for the type checker here yet.
+# pyright: reportArgumentType=false, reportAttributeAccessIssue=false
 """FastSAC: the FastTD3 learner with SAC's entropy objective instead of the noise mechanism.
 
 As FastTD3's authors describe it (their ``fast_sac`` code): a tanh-squashed Gaussian actor with

@@ -1,3 +1,5 @@
+# Flax `apply` results and the config subclasses are not narrowed for the type checker here yet.
+# pyright: reportArgumentType=false, reportAttributeAccessIssue=false
 """FastSAC-ERA (paper App. A.1.5): FastTD3 with ERA on the actor's output.
 
 FastTD3 (:mod:`era_control.fasttd3`) with two changes and nothing else (the paper keeps every

@@ -1,3 +1,5 @@
+# Flax `apply` results and the config subclasses are not narrowed for the type checker here yet.
+# pyright: reportArgumentType=false, reportAttributeAccessIssue=false
 """OBAC, Offline-Boosted Actor-Critic (Luo et al., 2024): SAC plus an offline-optimal value.
 
 Beside SAC's online critic ``Q`` (of the current policy), OBAC learns, in-sample from the same

@@ -1,3 +1,5 @@
+# Flax `apply` results and the config subclasses are not narrowed for the type checker here yet.
+# pyright: reportArgumentType=false, reportAttributeAccessIssue=false
 """TD-MPC2's decoder-free world model in Flax (Hansen et al., 2024, Sec. 3 / App. A-B).
 
 Every layer but the outputs is "normed": ``Dense -> LayerNorm -> Mish``. With latent ``z``:
