@@ -69,8 +69,7 @@ def _reduce_ex(self: nn.Module, protocol: Any) -> tuple[Any, ...]:
 
 
 def _rebuild(mixin: type, base: type) -> nn.Module:
-    cls = _era_class(base, mixin)
-    return cls.__new__(cls)
+    return cast("nn.Module", object.__new__(_era_class(base, mixin)))
 
 
 class _ERAMixin:
