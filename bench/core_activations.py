@@ -204,14 +204,46 @@ def log_std_era(pre_std):
     )
 
 
-def softmax_head_table():
-    """Plain cross-entropy head (identity on the logits) and one ERA head per softmax mode."""
+def softmax_head_table(array_api_path: bool = False):
+    """Plain cross-entropy head (identity on the logits) and one ERA head per softmax mode.
+
+    With ``array_api_path`` (torch), also the array-API path that torch tensors ran before the
+    fused ``torch.autograd.Function`` (``ERA <mode> array-API``), timed in the same run.
+    """
     import era_core
 
     def era_softmax(mode):
         return lambda logits: era_core.softmax_era(logits, MIN_ENTROPY, mode=mode)
 
-    return {"CE": lambda logits: logits} | {f"ERA {m}": era_softmax(m) for m in SOFTMAX_MODES}
+    table = {"CE": lambda logits: logits} | {f"ERA {m}": era_softmax(m) for m in SOFTMAX_MODES}
+    if array_api_path:
+        table |= {f"ERA {m} array-API": softmax_era_array_api(m) for m in SOFTMAX_MODES}
+    return table
+
+
+def softmax_era_array_api(mode: str):
+    """``softmax_era`` through era_core's array-API path (the fused path's reference)."""
+    import math
+
+    import array_api_compat
+
+    from era_core import _softmax_era as impl
+
+    def head(logits):
+        xp = array_api_compat.array_namespace(logits)
+        c = logits.shape[-1]
+        if mode == "exact":
+            h_tau = impl._calibrated_h_tau(c, MIN_ENTROPY, 4.0, impl._dtype_name(xp, logits.dtype))
+        else:
+            h_tau = math.exp(MIN_ENTROPY - 1.0)
+        slope, offset = impl._affine(c, h_tau, 4.0)
+        dtype = impl.compute_dtype(xp, logits, "logits")
+        steps = impl._NEWTON_STEPS["float64" if dtype == xp.float64 else "float32"]
+        return impl._softmax_era_array(
+            xp, logits, dtype, slope, offset, tau=4.0, mode=mode, steps=steps
+        )
+
+    return head
 
 
 def standard_cases(
@@ -222,11 +254,12 @@ def standard_cases(
     micro_softmax,
     train_control,
     train_vision,
+    array_api_path: bool = False,
 ):
     """The four cases of one backend; each keyword maps a head to one timed call."""
-    softmax_heads = softmax_head_table()
+    softmax_heads = softmax_head_table(array_api_path)
     gaussian_pairs = [("clip", "ERA"), ("tanh", "ERA")]
-    softmax_pairs = [("CE", f"ERA {m}") for m in SOFTMAX_MODES]
+    softmax_pairs = [("CE", name) for name in softmax_heads if name != "CE"]
     specs = [
         (
             "micro",
@@ -357,6 +390,7 @@ def torch_cases(compiled: bool) -> list[Case]:
         micro_softmax=lambda head: fwd_bwd(ce_loss(head), logits, labels),
         train_control=control_step,
         train_vision=vision_step,
+        array_api_path=True,
     )
 
 
@@ -570,7 +604,9 @@ Notes:
   ERA = `gaussian_log_std(pre_std, {TARGET_ENTROPY:g}, log_std_min={LOG_STD_MIN:g}, log_std_max={LOG_STD_MAX:g})`
   (target entropy −1 nat per action dimension). Micro loss: `sum(exp(log_std))`.
 * Softmax: plain = cross-entropy on the logits; ERA = the same cross-entropy on
-  `softmax_era(logits, min_entropy={MIN_ENTROPY:g}, mode=...)`.
+  `softmax_era(logits, min_entropy={MIN_ENTROPY:g}, mode=...)`. For torch that is the fused
+  `torch.autograd.Function`; "ERA <mode> array-API" is era_core's array-API path on the same
+  tensors (autograd's own backward), timed side by side in the same run.
 * Train step: 2×{HIDDEN} ReLU MLP, batch {BATCH}, Adam with lr {LEARNING_RATE:g}
   (`torch.optim.Adam` for torch; a hand-written Adam for JAX, whole step under `jax.jit`). Both
   arms use the same optimizer, data and initial weights. Control loss: Gaussian NLL of fixed

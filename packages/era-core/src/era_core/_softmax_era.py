@@ -10,6 +10,8 @@ import functools
 import math
 from typing import Any
 
+from array_api_compat import is_torch_namespace
+
 from ._backend import (
     Array,
     Namespace,
@@ -209,6 +211,16 @@ def softmax_era(
     Computed in float32 for float16/bfloat16 inputs, returned in the input dtype. Adding a
     per-row constant to ``z'`` changes nothing downstream (softmax, cross-entropy).
 
+    Non-finite logits: ``+-inf`` (e.g. a float16 classifier that overflowed) give the limit of
+    growing logits, a finite output with the floor held: the ``+inf`` entries of a row share
+    its probability (one ``+inf``: the one-hot worst case), ``-inf`` entries get none, a row of
+    only ``-inf`` (or only ``+inf``) is uniform. A row holding a NaN is NaN in every entry
+    (no error: checking would read device values and break tracing); other rows are unaffected.
+
+    PyTorch tensors take a fused path (``era_core._softmax_era_torch``): one
+    ``torch.autograd.Function`` with a closed-form backward, equal to the array-API path up to
+    rounding; it is once differentiable (a second derivative through it raises).
+
     Args:
       logits: ``(..., C)`` classifier logits, ``C >= 2``.
       min_entropy: the floor :math:`H_{\min}` in nats, within :func:`softmax_era_bounds`.
@@ -251,17 +263,47 @@ def softmax_era(
     else:
         h_tau = math.exp(min_entropy - 1.0)
     slope, offset = _affine(num_classes, h_tau, tau)
+    steps = _NEWTON_STEPS["float64" if dtype == xp.float64 else "float32"]
+    if is_torch_namespace(xp):
+        from ._softmax_era_torch import fused_softmax_era
 
-    p = softmax(xp, xp.astype(logits, dtype, copy=False))
+        z = fused_softmax_era(logits.to(dtype), slope, offset, tau=tau, mode=mode, steps=steps)
+        return z.to(logits.dtype)
+    return _softmax_era_array(xp, logits, dtype, slope, offset, tau=tau, mode=mode, steps=steps)
+
+
+def _softmax_era_array(
+    xp: Namespace,
+    logits: Array,
+    dtype: Any,
+    slope: float,
+    offset: float,
+    *,
+    tau: float,
+    mode: str,
+    steps: int,
+) -> Array:
+    """Eq. 15 in array-API operations (every backend; the reference of the fused torch path)."""
+    z = finite_logits(xp, xp.astype(logits, dtype, copy=False))
+    p = softmax(xp, z)
     log_h = xp.log(slope * p + offset)
     if mode == "paper":
         u = clip_below(xp, -1.0 - log_h, 0.0)  # u >= log(1/(e*ub)) > 0 up to rounding
         x = -1.0 - xp.sqrt(2.0 * u) - 0.75 * u
     else:
-        x = _log_inverse(
-            xp, log_h, tau, _NEWTON_STEPS["float64" if dtype == xp.float64 else "float32"]
-        )
+        x = _log_inverse(xp, log_h, tau, steps)
     return xp.astype(x, logits.dtype, copy=False)
+
+
+def finite_logits(xp: Namespace, z: Array) -> Array:
+    """``z`` with ``+-inf`` replaced by ``+-`` the dtype's largest finite value (NaN stays NaN).
+
+    The softmax of the result is the limit of the softmax as those logits grow without bound:
+    the ``+inf`` entries of a row share its probability equally and the others get 0; a row of
+    ``-inf`` only becomes uniform. Finite logits are unchanged.
+    """
+    big = float(xp.finfo(z.dtype).max)
+    return clip_above(xp, clip_below(xp, z, -big), big)
 
 
 def _dtype_name(xp: Namespace, dtype: Any) -> str:

@@ -52,18 +52,43 @@ class ERAConfig:
             )
 
 
+# Submodules that some timm models run as extra classifiers beside the main head; their
+# outputs are logits too and get the same floor (inception_v3 with aux_logits=True).
+_AUX_HEADS = ("AuxLogits",)
+
+
+def _reduce_ex(self: nn.Module, protocol: Any) -> tuple[Any, ...]:
+    """Pickle an ERA module as "rebuild the generated class from its parts, then set state".
+
+    The ``ERA<Class>`` classes are made at run time and cannot be found by name, so pickle
+    (``torch.save(model)``, ``copy.deepcopy``, multiprocessing) stores the mixin and the timm
+    class, both importable, and :func:`_rebuild` makes the same generated class again.
+    """
+    cls = type(self)
+    return _rebuild, (cls.__mro__[1], cls.__mro__[2]), self.__getstate__()
+
+
+def _rebuild(mixin: type, base: type) -> nn.Module:
+    return cast("nn.Module", object.__new__(_era_class(base, mixin)))
+
+
 class _ERAMixin:
     """Overrides of the timm head contract; mixed in front of the model's own class."""
 
     _era: ERAConfig
+    __reduce_ex__ = _reduce_ex
 
     # `super()` is the timm model class this mixin is put in front of (see `_era_class`).
     def forward_head(
         self, x: torch.Tensor, *args: Any, pre_logits: bool = False, **kwargs: Any
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         out = super().forward_head(x, *args, pre_logits=pre_logits, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
         if pre_logits or getattr(self, "num_classes", 1) == 0:
             return out
+        if isinstance(out, (tuple, list)):
+            # Distilled models in distilled training (deit_*_distilled, levit, ...): the class
+            # and the distillation head, each floored; their loss sees both as logits.
+            return tuple(era_logits(logits, self._era) for logits in out)
         return era_logits(out, self._era)
 
     def reset_classifier(self, num_classes: int, *args: Any, **kwargs: Any) -> None:
@@ -71,27 +96,44 @@ class _ERAMixin:
         return super().reset_classifier(num_classes, *args, **kwargs)  # pyright: ignore[reportAttributeAccessIssue]
 
 
-_SUBCLASSES: dict[type, type] = {}
+class _ERAAuxMixin:
+    """An auxiliary classifier (a submodule whose forward returns logits), floored likewise."""
+
+    _era: ERAConfig
+    __reduce_ex__ = _reduce_ex
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return era_logits(super().forward(*args, **kwargs), self._era)  # pyright: ignore[reportAttributeAccessIssue]
 
 
-def _era_class(cls: type) -> type:
-    if issubclass(cls, _ERAMixin):
+_SUBCLASSES: dict[tuple[type, type], type] = {}
+
+
+def _era_class(cls: type, mixin: type = _ERAMixin) -> type:
+    if issubclass(cls, mixin):
         return cls
-    if cls not in _SUBCLASSES:
-        _SUBCLASSES[cls] = type(f"ERA{cls.__name__}", (_ERAMixin, cls), {"__module__": __name__})
-    return _SUBCLASSES[cls]
+    if (mixin, cls) not in _SUBCLASSES:
+        name = f"ERA{cls.__name__}"
+        namespace = {"__module__": __name__, "__qualname__": name}
+        _SUBCLASSES[mixin, cls] = type(name, (mixin, cls), namespace)
+    return _SUBCLASSES[mixin, cls]
 
 
 def era_logits(logits: torch.Tensor, config: ERAConfig) -> torch.Tensor:
     """``softmax_era`` of ``logits`` computed in float32 (autocast off), returned in float32.
 
     Half-precision logits under AMP would round the log-domain outputs coarsely; float32 is
-    what cross-entropy uses under autocast anyway.
+    what cross-entropy uses under autocast anyway. Logits that overflowed to ``+-inf`` (a
+    float16 classifier) give the one-hot limit: finite, with the floor held.
     """
     with torch.autocast(device_type=logits.device.type, enabled=False):
         return era_core.softmax_era(
             logits.float(), config.min_entropy, tau=config.tau, mode=config.mode
         )
+
+
+def _aux_heads(model: nn.Module) -> list[nn.Module]:
+    return [m for name in _AUX_HEADS if isinstance(m := getattr(model, name, None), nn.Module)]
 
 
 def wrap(
@@ -101,7 +143,10 @@ def wrap(
 
     The model's class becomes a subclass ``ERA<Class>`` whose ``forward_head`` applies
     :func:`era_core.softmax_era` to the logits; parameters, buffers and ``state_dict`` keys are
-    unchanged. Wrapping an ERA model again only replaces its settings.
+    unchanged. Wrapping an ERA model again only replaces its settings. Every classifier output
+    is floored: both heads of a distilled model in distilled training (a tuple), and auxiliary
+    classifiers (``inception_v3``'s ``AuxLogits``). Wrapped models pickle
+    (``torch.save(model)``, ``copy.deepcopy``) and load back as ERA models.
 
     Raises:
       ValueError: ``min_entropy`` infeasible for the model's number of classes (the message
@@ -116,14 +161,19 @@ def wrap(
     config.check(cast("int", model.num_classes))
     model.__class__ = _era_class(type(model))
     cast("_ERAMixin", model)._era = config
+    for aux in _aux_heads(model):
+        aux.__class__ = _era_class(type(aux), _ERAAuxMixin)
+        cast("_ERAAuxMixin", aux)._era = config
     return model
 
 
 def unwrap(model: nn.Module) -> nn.Module:
     """Remove the ERA head, in place (the plain timm model, same parameters)."""
     if isinstance(model, _ERAMixin):
-        model.__class__ = type(model).__mro__[2]
-        del model._era
+        for module in (model, *_aux_heads(model)):
+            if isinstance(module, (_ERAMixin, _ERAAuxMixin)):
+                module.__class__ = type(module).__mro__[2]
+                del module._era
     return model
 
 
