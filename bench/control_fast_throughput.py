@@ -38,12 +38,14 @@ ABOUT = (
 )
 
 
-def make_update(algo: str, batch: int, num_envs: int, capacity: int):
-    """A jitted ``(state, key) -> state`` running ``updates`` updates, and a filled state."""
+def make_update(algo: str, batch: int, num_envs: int, capacity: int, **overrides):
+    """The agent of ``algo`` (its config with ``batch_size=batch`` and ``overrides``) and an
+    initial state whose replay buffer is full of random transitions."""
     from era_control import get_algorithm
 
     spec = get_algorithm(algo)
-    agent = spec.agent(spec.config(batch_size=batch), OBS_DIM, ACT_DIM, capacity, num_envs)
+    config = spec.config(batch_size=batch, **overrides)
+    agent = spec.agent(config, OBS_DIM, ACT_DIM, capacity, num_envs)
     state = agent.init_state(jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     buf = dict(state["buffer"])
