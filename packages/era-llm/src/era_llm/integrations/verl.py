@@ -447,7 +447,9 @@ def main(argv: list[str] | None = None) -> None:
     except ModuleNotFoundError as err:
         raise SystemExit(
             f"verl's V1 trainer needs {err.name!r}: install verl with its core extra "
-            "(pip install 'era-llm[verl-core]', which brings TransferQueue and tensordict>=0.10)"
+            "(the era-llm[verl-core] extra: pip install --find-links dist 'era-llm[verl-core]' "
+            "with the wheels built by uv build, or uv sync --package era-llm --extra verl-core; it brings "
+            "TransferQueue and tensordict>=0.10)"
         ) from err
     from verl.trainer import main_ppo
 
