@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from era_control._display import default_headless_gl, headless_backend
+from era_control.envs import default_headless_gl, headless_backend
 
 
 @pytest.mark.parametrize(
