@@ -359,3 +359,23 @@ def output_problems(out: Path, sections: list[str]) -> list[str]:
         if f"| {section} | " not in text:
             problems.append(f"gpu-check.md has no summary row for {section}")
     return problems
+
+
+def dry_run_section(section: str, out: Path, *, timeout: float = 1300) -> dict[str, Any]:
+    """Run ``gpu_check.py --dry-run --only env,<section>`` into ``out`` (what each domain's
+    test of the check does); raise AssertionError on any output problem or a failed exit, and
+    return the section's JSON."""
+    import subprocess
+
+    sections = ["env", section]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(out),
+         "--only", ",".join(sections), "--dry-run"],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    problems = output_problems(out, sections)
+    assert problems == [], proc.stdout[-4000:]
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    data = json.loads((out / f"{section}.json").read_text())
+    assert data["dry_run"] and data["tables"] and data["headline"]
+    return data

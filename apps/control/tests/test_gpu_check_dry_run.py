@@ -7,8 +7,6 @@ section's list (what the GPU machine has, or what tools/make_device_bundle.py ca
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,16 +17,7 @@ import gpu_check_common as common  # noqa: E402
 
 
 def test_dry_run_of_the_control_section(tmp_path):
-    sections = ["env", "control"]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(tmp_path),
-         "--only", ",".join(sections), "--dry-run"],
-        capture_output=True, text=True, timeout=1300,
-    )  # fmt: skip
-    assert common.output_problems(tmp_path, sections) == [], proc.stdout[-4000:]
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    data = json.loads((tmp_path / "control.json").read_text())
-    assert data["dry_run"] and data["tables"] and data["headline"]
+    data = common.dry_run_section("control", tmp_path)
     learners = data["results"]["learners"]
     assert {"sac", "sac-era"} <= set(learners)
     assert all(v["updates_per_s"] > 0 and v["flops"] > 0 for v in learners.values())

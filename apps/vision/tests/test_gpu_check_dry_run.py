@@ -7,8 +7,6 @@ section's list (what the GPU machine has, or what tools/make_device_bundle.py ca
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,16 +17,7 @@ import gpu_check_common as common  # noqa: E402
 
 
 def test_dry_run_of_the_vision_section(tmp_path):
-    sections = ["env", "vision"]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(tmp_path),
-         "--only", ",".join(sections), "--dry-run"],
-        capture_output=True, text=True, timeout=1300,
-    )  # fmt: skip
-    assert common.output_problems(tmp_path, sections) == [], proc.stdout[-4000:]
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    data = json.loads((tmp_path / "vision.json").read_text())
-    assert data["dry_run"] and data["tables"] and data["headline"]
+    data = common.dry_run_section("vision", tmp_path)
     for model in ("test_resnet", "test_vit"):
         arms = data["results"][model]["arms"]
         assert set(arms) == {"plain", "era-paper", "era-exact"}

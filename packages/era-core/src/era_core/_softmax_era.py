@@ -184,6 +184,26 @@ def _log_inverse(xp: Namespace, log_h: Array, tau: float, steps: int) -> Array:
     return clip_above(xp, x - x * (x + xp.log(-x) - log_h) / (x + 1.0), ceiling)
 
 
+def _checked(logits: Array, min_entropy: float, tau: float, mode: str) -> tuple[int, float]:
+    """``(C, min_entropy as a float)`` after :func:`softmax_era`'s argument checks."""
+    check_ndim(logits, "logits", 1)
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    num_classes = logits.shape[-1]
+    if num_classes is None or num_classes < 2:
+        raise ValueError(
+            f"logits must have at least 2 classes on the last axis, got shape {tuple(logits.shape)}"
+        )
+    low, high = softmax_era_bounds(num_classes, tau)
+    min_entropy = finite_float(min_entropy, "min_entropy")
+    if not low < min_entropy <= high:
+        raise ValueError(
+            f"min_entropy must be in ({low:.6g}, {high:.6g}] for {num_classes} classes and "
+            f"tau={tau} (upper end 1 + log(C*log(tau)/tau)), got {min_entropy}"
+        )
+    return num_classes, min_entropy
+
+
 def softmax_era(
     logits: Array, min_entropy: float, *, tau: float = 4.0, mode: str = "paper"
 ) -> Array:
@@ -242,21 +262,7 @@ def softmax_era(
       True
     """
     xp = namespace(logits)
-    check_ndim(logits, "logits", 1)
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    num_classes = logits.shape[-1]
-    if num_classes is None or num_classes < 2:
-        raise ValueError(
-            f"logits must have at least 2 classes on the last axis, got shape {tuple(logits.shape)}"
-        )
-    low, high = softmax_era_bounds(num_classes, tau)
-    min_entropy = finite_float(min_entropy, "min_entropy")
-    if not low < min_entropy <= high:
-        raise ValueError(
-            f"min_entropy must be in ({low:.6g}, {high:.6g}] for {num_classes} classes and "
-            f"tau={tau} (upper end 1 + log(C*log(tau)/tau)), got {min_entropy}"
-        )
+    num_classes, min_entropy = _checked(logits, min_entropy, tau, mode)
     dtype = compute_dtype(xp, logits, "logits")
     if mode == "exact":
         h_tau = _calibrated_h_tau(num_classes, min_entropy, tau, _dtype_name(xp, logits.dtype))

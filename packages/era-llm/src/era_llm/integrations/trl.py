@@ -99,13 +99,7 @@ def add_era_lm_head(
     backward's recomputation; ``cast_lm_head_to_fp32`` (TRL's ``GRPOConfig`` flag, which casts
     the head's weights to float32) projects float32 hidden states outside autocast.
     """
-    text_config = model.config.get_text_config()
-    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling", "lm_head_multiplier"):
-        if getattr(text_config, attr, None) not in (None, 1.0):
-            raise NotImplementedError(
-                f"ERA's fused head supports plain lm_head logits; this model has {attr}="
-                f"{getattr(text_config, attr)}"
-            )
+    _check_plain_head(model)
     inner = model.forward
 
     @functools.wraps(type(model).forward)
@@ -160,6 +154,17 @@ def add_era_lm_head(
         )
 
     model.forward = types.MethodType(forward, model)
+
+
+def _check_plain_head(model: PreTrainedModel) -> None:
+    """Refuse models whose logits are not the plain ``lm_head`` output (soft-capped, scaled)."""
+    text_config = model.config.get_text_config()
+    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling", "lm_head_multiplier"):
+        if getattr(text_config, attr, None) not in (None, 1.0):
+            raise NotImplementedError(
+                f"ERA's fused head supports plain lm_head logits; this model has {attr}="
+                f"{getattr(text_config, attr)}"
+            )
 
 
 def _full_head(lm_head: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
