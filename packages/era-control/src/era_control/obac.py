@@ -1,5 +1,3 @@
-# Flax `apply` results and the config subclasses are not narrowed for the type checker here yet.
-# pyright: reportArgumentType=false, reportAttributeAccessIssue=false
 """OBAC, Offline-Boosted Actor-Critic (Luo et al., 2024): SAC plus an offline-optimal value.
 
 Beside SAC's online critic ``Q`` (of the current policy), OBAC learns, in-sample from the same
@@ -34,7 +32,7 @@ default ``1e-3`` is ours (override with ``--set bc_weight=...``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -72,7 +70,7 @@ def constraint_gate(offline_q: jax.Array, online_q: jax.Array, mode: str) -> jax
     raise ValueError(f"gate must be one of {GATES}, got {mode!r}")
 
 
-def bounded_log_prob(head: Head, action: jax.Array, mu: jax.Array, log_std: jax.Array):
+def bounded_log_prob(head: Head, action: jax.Array, mu: jax.Array, log_std: jax.Array) -> jax.Array:
     """``log pi(action | s)`` of a bounded policy head at actions in ``[-1, 1]``: the truncated
     normal's density (``"truncated"``) or the tanh-squashed Gaussian's (``"sac"``, ``"tanh"``;
     the action is clipped just inside the bounds before ``atanh``)."""
@@ -97,7 +95,7 @@ class StateValue(nn.Module):
     layer_norm: bool = True
 
     @nn.compact
-    def __call__(self, obs):
+    def __call__(self, obs: jax.Array) -> jax.Array:
         x = MLP(self.hidden, self.activation, self.layer_norm)(obs)
         return nn.Dense(1)(x)[..., 0]
 
@@ -144,7 +142,7 @@ class OfflineBoostAgent(OffPolicyAgent):
         self.value = StateValue(config.hidden, config.activation, config.layer_norm)
         self.value_opt = optax.adamw(config.critic_lr, weight_decay=config.critic_weight_decay)
 
-    def init_state(self, key) -> dict[str, Any]:
+    def init_state(self, key: jax.Array) -> dict[str, Any]:
         state = super().init_state(key)
         k_q, k_v = jax.random.split(jax.random.fold_in(key, 1))
         obs, act = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, self.action_dim))
@@ -159,23 +157,35 @@ class OfflineBoostAgent(OffPolicyAgent):
             value_opt=self.value_opt.init(value),
         )
 
-    def behaviour_log_prob(self, actor_params, extra, obs, action):
+    def behaviour_log_prob(
+        self, actor_params: Any, extra: dict[str, Any], obs: jax.Array, action: jax.Array
+    ) -> jax.Array:
         """``log pi(a|s)`` at the buffer's actions, clipped as in the OBAC authors' code."""
         mu, log_std, _ = self.distribution(actor_params, extra, obs, training=True)
         log_prob = bounded_log_prob(self.head, action, mu, log_std)
         return jnp.clip(log_prob, self.config.bc_log_prob_min, self.config.bc_log_prob_max)
 
+    def _q(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """The stacked ``(2, batch)`` values of a double critic with parameters ``params``."""
+        return cast(jax.Array, self.critic.apply(params, obs, action))
+
+    def _v(self, params: Any, obs: jax.Array) -> jax.Array:
+        """``V_mu(obs)`` with parameters ``params``."""
+        return cast(jax.Array, self.value.apply(params, obs))
+
     # ---- the update's steps --------------------------------------------------------------
-    def _online_critic(self, state, batch, key):
+    def _online_critic(
+        self, state: dict[str, Any], batch: dict[str, jax.Array], key: jax.Array
+    ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         """Step 1: the base algorithm's critic update."""
         cfg, extra = self.config, state["extra"]
         next_action, next_log_prob = self.sample(state["actor"], extra, batch["next_obs"], key)
-        next_q = self.critic.apply(state["critic_target"], batch["next_obs"], next_action).min(0)
+        next_q = self._q(state["critic_target"], batch["next_obs"], next_action).min(0)
         next_v = next_q - self.next_value_penalty(extra, next_log_prob)
         target = jax.lax.stop_gradient(batch["reward"] + cfg.gamma * batch["discount"] * next_v)
 
-        def loss_fn(params):
-            q = self.critic.apply(params, batch["obs"], batch["action"])
+        def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
+            q = self._q(params, batch["obs"], batch["action"])
             return jnp.mean(jnp.sum((q - target) ** 2, 0)), q
 
         (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["critic"])
@@ -183,15 +193,17 @@ class OfflineBoostAgent(OffPolicyAgent):
         new = {"critic": optax.apply_updates(state["critic"], updates), "critic_opt": opt}
         return new, {"critic_loss": loss, "q_mean": jnp.mean(q)}
 
-    def _offline_value(self, state, batch):
+    def _offline_value(
+        self, state: dict[str, Any], batch: dict[str, jax.Array]
+    ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         """Steps 2 and 3: ``Q_mu`` towards ``r + gamma m V_mu(s')``, ``V_mu`` the ``tau``-expectile
         of ``min Q_mu'(s, a)`` over the buffer's actions."""
         cfg = self.config
-        next_v = self.value.apply(state["value"], batch["next_obs"])
+        next_v = self._v(state["value"], batch["next_obs"])
         target = jax.lax.stop_gradient(batch["reward"] + cfg.gamma * batch["discount"] * next_v)
 
-        def q_loss_fn(params):
-            q = self.critic.apply(params, batch["obs"], batch["action"])
+        def q_loss_fn(params: Any) -> jax.Array:
+            q = self._q(params, batch["obs"], batch["action"])
             return jnp.mean(jnp.sum((q - target) ** 2, 0))
 
         q_loss, grads = jax.value_and_grad(q_loss_fn)(state["offline_critic"])
@@ -200,11 +212,11 @@ class OfflineBoostAgent(OffPolicyAgent):
         )
         q_params = optax.apply_updates(state["offline_critic"], updates)
 
-        q_target = self.critic.apply(state["offline_critic_target"], batch["obs"], batch["action"])
+        q_target = self._q(state["offline_critic_target"], batch["obs"], batch["action"])
         q_target = jax.lax.stop_gradient(q_target.min(0))
 
-        def v_loss_fn(params):
-            return expectile_loss(q_target - self.value.apply(params, batch["obs"]), cfg.expectile)
+        def v_loss_fn(params: Any) -> jax.Array:
+            return expectile_loss(q_target - self._v(params, batch["obs"]), cfg.expectile)
 
         v_loss, grads = jax.value_and_grad(v_loss_fn)(state["value"])
         updates, v_opt = self.value_opt.update(grads, state["value_opt"], state["value"])
@@ -216,17 +228,19 @@ class OfflineBoostAgent(OffPolicyAgent):
         }
         return new, {"offline_critic_loss": q_loss, "value_loss": v_loss}
 
-    def _actor(self, state, batch, key):
+    def _actor(
+        self, state: dict[str, Any], batch: dict[str, jax.Array], key: jax.Array
+    ) -> tuple[dict[str, Any], dict[str, jax.Array], dict[str, jax.Array]]:
         """Step 4: the base actor loss plus the gated behaviour constraint."""
         cfg, extra = self.config, state["extra"]
         k_loss, k_gate = jax.random.split(key)
         obs = batch["obs"]
-        offline_q = self.critic.apply(state["offline_critic"], obs, batch["action"]).min(0)
+        offline_q = self._q(state["offline_critic"], obs, batch["action"]).min(0)
         policy_action, _ = self.sample(state["actor"], extra, obs, k_gate)
-        online_q = self.critic.apply(state["critic"], obs, policy_action).min(0)
+        online_q = self._q(state["critic"], obs, policy_action).min(0)
         gate = constraint_gate(offline_q, online_q, cfg.gate)
 
-        def loss_fn(params):
+        def loss_fn(params: Any) -> tuple[jax.Array, tuple[dict[str, jax.Array], jax.Array]]:
             loss, aux = self.actor_loss(params, extra, state["critic"], obs, k_loss)
             log_prob = self.behaviour_log_prob(params, extra, obs, batch["action"])
             bc = -jnp.mean(gate * log_prob)
@@ -245,7 +259,9 @@ class OfflineBoostAgent(OffPolicyAgent):
         return new, aux, metrics
 
     # ---- one gradient update -------------------------------------------------------------
-    def update(self, state, key):
+    def update(
+        self, state: dict[str, Any], key: jax.Array
+    ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         """Online critic, offline critic and value, actor, extra parameters, both targets."""
         cfg = self.config
         k_batch, k_next, k_actor = jax.random.split(key, 3)
