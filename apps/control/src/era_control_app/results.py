@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,7 +301,8 @@ def plot(
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
-    fig.suptitle(title or "mean ± sample std over seeds")
+    width = 50 * len(envs)  # about the characters that fit above the columns
+    fig.suptitle(textwrap.fill(title or "mean ± sample std over seeds", width))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

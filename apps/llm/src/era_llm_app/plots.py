@@ -38,9 +38,10 @@ def _smooth(values: np.ndarray) -> np.ndarray:
 
 def _band(ax: Axes, low: float, high: float, data_max: float) -> None:
     """Shade the band beneath the curves and zoom on the data: its top may be far above it."""
-    ax.axhspan(low, high, facecolor="none", edgecolor="tab:green", hatch="//", lw=0, alpha=0.35,
+    # grey, so that the band never shares a colour with a method's curve
+    ax.axhspan(low, high, facecolor="none", edgecolor="0.6", hatch="//", lw=0, alpha=0.5,
                zorder=0, label=f"ERA band [{low:g}, {high:g}] nats")  # fmt: skip
-    ax.axhline(low, color="tab:green", lw=1.2, ls="--", zorder=1, label=f"floor {low:g}")
+    ax.axhline(low, color="k", lw=1.0, ls="--", zorder=1, label=f"floor {low:g}")
     ax.set_ylim(0, max(data_max, low) * 1.25 if np.isfinite(data_max) else high * 1.05)
 
 

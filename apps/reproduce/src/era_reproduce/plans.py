@@ -297,7 +297,7 @@ def _control(section: Section, out: Path, figures: Path, budget: str) -> None:
                 section.verdict.append(_control_verdict(env, base_algo, era_algo, finals, budget))
     for env in envs[:8]:
         path = figures / f"control_{env.replace('/', '-')}.png"
-        title = f"{env} ({SPREAD}; dotted: episode return, Gaussian entropy)"
+        title = f"{env}: {SPREAD}; dotted: training episode return, Gaussian entropy"
         results.plot([run for run in runs if run.env == env], path, title=title, detail=True)
         section.figures.append(path)
 

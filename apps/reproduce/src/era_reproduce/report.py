@@ -186,11 +186,14 @@ class Provenance:
             "* thread settings of this process: "
             + ", ".join(f"{k}={v}" for k, v in self.threads.items()),
         ]
+        groups: dict[tuple[str, str], list[str]] = {}  # (domain, settings) -> run dirs
         for run_dir, found in run_threads.items():
             rel = os.path.relpath(run_dir, out)
-            lines.append(
-                f"* threads recorded by `{rel}`: " + ", ".join(f"{k}={v}" for k, v in found.items())
-            )
+            settings = ", ".join(f"{k}={v}" for k, v in found.items())
+            groups.setdefault((Path(rel).parts[0], settings), []).append(rel)
+        for (domain, settings), dirs in groups.items():
+            where = f"`{dirs[0]}`" if len(dirs) == 1 else f"the {len(dirs)} {domain} runs"
+            lines.append(f"* threads recorded by {where}: {settings}")
         lines.append("* versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items()))
         return [*lines, ""]
 

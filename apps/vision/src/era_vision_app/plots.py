@@ -130,7 +130,7 @@ def plot(run_dirs: Mapping[str, str | Path] | Sequence[str | Path], path: str | 
         ax.set(xlabel="epoch", ylabel=name, title=f"{name} (val)")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize="small")
-    axes[2, 1].legend(fontsize="small")
+    axes[2, 1].legend(fontsize="small", loc="best")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
