@@ -4,6 +4,7 @@ name; the shared summary and figure of run directories."""
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 from era_control_app import results
@@ -68,8 +69,11 @@ def test_summarize_and_plot_run_directories(tmp_path):
     b = _write_run(tmp_path / "b", "sac-era", "dmc/walker-walk", {10: [5.0, 5.0]})
     s = results.summarize(a)
     assert s["final_step"] == 20 and s["final_eval_returns"] == [2.0, 6.0]
-    assert s["final_eval_return_mean"] == 4.0 and s["final_eval_return_std"] == 2.0
-    assert s["tail"] == (3.0, 1.5) and s["target_entropy"] == -0.5
+    # spreads over seeds are sample standard deviations (n - 1)
+    assert s["final_eval_return_mean"] == 4.0
+    assert s["final_eval_return_std"] == pytest.approx(statistics.stdev([2.0, 6.0]))
+    assert s["tail"] == pytest.approx((3.0, statistics.stdev([1.5, 4.5])))
+    assert s["target_entropy"] == -0.5
     assert results.baseline_pairs(["sac-era", "sac", "ppo"]) == [("sac", "sac-era")]
     for detail in (False, True):
         out = results.plot([a, b], tmp_path / f"fig{detail}.png", detail=detail)

@@ -32,9 +32,9 @@ def test_summary_matches_numpy(tmp_path):
     run = load_run(write_run(tmp_path / "a", "sac-era", "dmc/cheetah-run", EVALS))
     s = summary(run, last=2)
     assert s["final_step"] == 3000
-    assert s["final"] == pytest.approx((np.mean([5, 7, 9]), np.std([5, 7, 9])))
+    assert s["final"] == pytest.approx((np.mean([5, 7, 9]), np.std([5, 7, 9], ddof=1)))
     tail = np.mean([[10, 20, 60], [5, 7, 9]], axis=0)  # per seed over the last two evaluations
-    assert s["tail"] == pytest.approx((tail.mean(), tail.std()))
+    assert s["tail"] == pytest.approx((tail.mean(), tail.std(ddof=1)))
     assert s["tail_steps"] == [2000, 3000]
     assert s["entropy"][0] == pytest.approx(-3.0) and s["target_entropy"] == -3.0
 
@@ -46,7 +46,7 @@ def test_cli_prints_the_table_and_writes_the_figure(tmp_path, capsys):
     out = tmp_path / "fig" / "cmp.png"
     assert main([str(a), str(b), str(c), "--out", str(out), "--last", "1"]) == 0
     text = capsys.readouterr().out
-    assert "| dmc/walker-walk | sac | 3 | 3,000 | 7.0 ± 1.6 | 7.0 ± 1.6 | -3.00 (-3.00) |" in text
+    assert "| dmc/walker-walk | sac | 3 | 3,000 | 7.0 ± 2.0 | 7.0 ± 2.0 | -3.00 (-3.00) |" in text
     assert "| dmc/walker-walk | sac-era | 3 | 1,000 | 4.0 ± 0.0 |" in text
     assert "| dmc/cheetah-run | sac | 3 | – | no evaluation yet |" in text
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000

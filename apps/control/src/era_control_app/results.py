@@ -3,17 +3,23 @@
 * :func:`load_run`: a run directory (``config.json`` + ``metrics.jsonl``) as a :class:`Run`.
 * :func:`summarize`: the final and last-``K`` evaluation returns (over seeds), the final
   entropy and its target; ``era-control-train`` writes it as ``summary.json``.
+* :func:`seed_checks`: per seed, the final return and the entropy mechanism (the Gaussian's
+  entropy against the target, the bounded policy's below it, a seed stuck at an action bound).
 * :func:`table`: a Markdown table of runs (``era-control-compare`` prints it).
 * :func:`plot`: one column per environment, evaluation return (top) and policy entropy
-  (bottom) over steps, mean ± std over seeds, one colour per algorithm, targets dashed
+  (bottom) over environment steps (after action repeat), mean ± sample std over seeds, one
+  colour per algorithm, targets dashed
   (``curves.png`` of a run, ``era-control-compare --out``, ``era-reproduce``'s figures).
 * :func:`baseline_pairs`: which algorithms of a set compare against which (from the registry).
+
+Every spread over seeds is the sample standard deviation (``n - 1``; 0 for one seed).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +43,7 @@ class Run:
     algo: str
     env: str
     rows: list[dict[str, Any]] = field(repr=False)
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def seeds(self) -> list[int]:
@@ -60,7 +67,7 @@ def load_run(path: str | Path) -> Run:
             f"{path}: not an era-control-train run directory (no config.json or metrics.jsonl)"
         )
     cfg = json.loads(config.read_text())
-    return Run(path, cfg["algo"], cfg["env"], read_jsonl(metrics))
+    return Run(path, cfg["algo"], cfg["env"], read_jsonl(metrics), cfg)
 
 
 def _as_run(run: Run | str | Path) -> Run:
@@ -68,8 +75,9 @@ def _as_run(run: Run | str | Path) -> Run:
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and population std (numpy's default), over seeds."""
-    return float(np.mean(values)), float(np.std(values))
+    """Mean and sample std (``n - 1``; 0 for one value), over seeds."""
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), std
 
 
 def summarize(run: Run | str | Path, last: int = 3) -> dict[str, Any]:
@@ -112,6 +120,94 @@ def summarize(run: Run | str | Path, last: int = 3) -> dict[str, Any]:
     }
 
 
+# A bounded policy whose Gaussian mean sits at an action bound loses about half its mass there:
+# its entropy is near the Gaussian's less ln 2 per dimension (a half-normal), or lower.
+AT_BOUND_TOLERANCE = 0.05  # nats per dimension
+
+
+def action_dim(run: Run) -> int | None:
+    """The action dimension, from the logged target and the per-dimension target of the
+    algorithm (its config's default unless the run overrode it); ``None`` if unknown."""
+    target = run.series("target_entropy")
+    if not target or not run.algo:
+        return None
+    from era_control import get_algorithm
+
+    try:
+        default = get_algorithm(run.algo).config().target_entropy_per_dim
+    except (KeyError, ValueError, AttributeError, TypeError):
+        return None
+    per_dim = run.config.get("agent", {}).get("target_entropy_per_dim", default)
+    total = next(iter(target.values()))[0]
+    if not per_dim or total / per_dim < 0.5:
+        return None
+    return round(total / per_dim)
+
+
+def _per_seed(run: Run, key: str) -> dict[int, list[tuple[int, float]]]:
+    """``seed -> [(step, value), ...]`` of ``key`` (finite values, in step order)."""
+    out: dict[int, list[tuple[int, float]]] = {}
+    for row in run.rows:
+        value = row.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            out.setdefault(int(row["seed"]), []).append((int(row["step"]), float(value)))
+    return {seed: sorted(points) for seed, points in sorted(out.items())}
+
+
+def seed_checks(run: Run | str | Path, tail: float = 0.2) -> list[dict[str, Any]]:
+    """Per seed: the final evaluation return and the entropy mechanism over the last ``tail``
+    of the logged steps.
+
+    Keys: ``seed``, ``final_eval_return``, ``entropy`` (the bounded policy's, tail mean),
+    ``gaussian_entropy`` (tail mean, ``None`` when not logged), ``target_entropy``,
+    ``action_dim``, ``gap_to_target`` (Gaussian minus target), ``deficit_per_dim`` (Gaussian
+    minus bounded, per dimension), ``at_bound`` (the bounded entropy is within
+    :data:`AT_BOUND_TOLERANCE` of the Gaussian's less ln 2 per dimension, or below: the mean
+    sits at an action bound) and ``at_bound_since`` (the first logged step of the streak that
+    lasts to the end, ``None`` unless ``at_bound``).
+    """
+    run = _as_run(run)
+    dim = action_dim(run)
+    evals, bounded = _per_seed(run, "eval_return"), _per_seed(run, "entropy")
+    gaussian, target = _per_seed(run, "gaussian_entropy"), _per_seed(run, "target_entropy")
+    out = []
+    for seed in run.seeds:
+        ent, gau = bounded.get(seed, []), dict(gaussian.get(seed, []))
+        k = max(1, math.ceil(len(ent) * tail))
+        row: dict[str, Any] = {
+            "seed": seed,
+            "final_eval_return": evals[seed][-1][1] if evals.get(seed) else None,
+            "entropy": float(np.mean([v for _, v in ent[-k:]])) if ent else None,
+            "gaussian_entropy": None,
+            "target_entropy": target[seed][-1][1] if target.get(seed) else None,
+            "action_dim": dim,
+            "gap_to_target": None,
+            "deficit_per_dim": None,
+            "at_bound": False,
+            "at_bound_since": None,
+        }
+        if gau and ent:
+            row["gaussian_entropy"] = float(np.mean([gau[s] for s, _ in ent[-k:] if s in gau]))
+            if row["target_entropy"] is not None:
+                row["gap_to_target"] = row["gaussian_entropy"] - row["target_entropy"]
+        if gau and ent and dim:
+            row["deficit_per_dim"] = (row["gaussian_entropy"] - row["entropy"]) / dim
+
+            def pinned(bounded_value: float, gaussian_value: float) -> bool:
+                return (
+                    bounded_value / dim <= gaussian_value / dim - math.log(2) + AT_BOUND_TOLERANCE
+                )
+
+            row["at_bound"] = pinned(row["entropy"], row["gaussian_entropy"])
+            if row["at_bound"]:  # the first step of the pinned streak that lasts to the end
+                for step, value in reversed([(s, v) for s, v in ent if s in gau]):
+                    if not pinned(value, gau[step]):
+                        break
+                    row["at_bound_since"] = step
+        out.append(row)
+    return out
+
+
 def table(runs: Iterable[Run | str | Path], last: int = 3) -> str:
     """A Markdown table: one line per run, sorted by environment and algorithm."""
     lines = [
@@ -147,7 +243,7 @@ def baseline_pairs(algos: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def _band(ax: Axes, data: dict[int, list[float]], colour: str, label: str, style: str) -> None:
-    """Mean over seeds per step as a line, ± one std as a band."""
+    """Mean over seeds per step as a line, ± one sample std as a band."""
     steps = list(data)
     stats = [mean_std(v) for v in data.values()]
     mean = [m for m, _ in stats]
@@ -193,13 +289,20 @@ def plot(
         for run in (r for r in runs if r.env == env):
             _draw_run(axes[:, col], run, colours[run.algo], DETAIL_PANELS if detail else PANELS)
         axes[0][col].set_title(f"{env}: evaluation return")
-        axes[1][col].set_title(f"{env}: policy entropy (nats)")
+        axes[1][col].set_title(f"{env}: policy entropy")
+        axes[0][col].set_ylabel("evaluation return (episode sum of rewards)")
+        axes[1][col].set_ylabel("policy entropy (nats)")
+        repeats = {r.config.get("action_repeat") for r in runs if r.env == env} - {None}
+        repeat = (
+            f"action repeat {repeats.pop()}" if len(repeats) == 1 else "the env's action repeat"
+        )
         for ax in axes[:, col]:
-            ax.set_xlabel("step")
+            ax.set_xlabel(f"environment steps (after {repeat})")
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
-    fig.suptitle(title or "mean ± std over seeds")
+    width = 50 * len(envs)  # about the characters that fit above the columns
+    fig.suptitle(textwrap.fill(title or "mean ± sample std over seeds", width))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

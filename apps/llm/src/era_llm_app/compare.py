@@ -11,8 +11,11 @@ Every run gets the same budget (steps, prompts, group size, warm-up); only the m
 Runs go to ``OUT/<method>/seed<N>/`` and are resumed (or skipped when complete) if the
 comparison is started again. At the end, written atomically:
 
-* ``summary.csv``: one row per (method, seed): the columns of `SUMMARY_COLUMNS`;
-* ``summary.md``: mean ± std over seeds per method, and the plots;
+* ``summary.csv``: one row per (method, seed): the columns of `SUMMARY_COLUMNS` (the
+  ``run_*`` ones are means over every step of the run: the shares of responses below, inside
+  and above the band, the share ERA rescaled, and the entropy bonus's largest coefficient);
+* ``summary.md``: mean ± sample std (n − 1) over seeds per method, every seed's values, and
+  the plots;
 * ``summary.json``: the same numbers plus the configuration;
 * ``compare_entropy.png`` (band shaded), ``compare_accuracy.png``, ``compare_reward.png``.
 """
@@ -68,7 +71,13 @@ SUMMARY_COLUMNS = (
     "tail_frac_below",
     "tail_scale_mean",
     "wall_s",
+    "run_frac_below",
+    "run_frac_inside",
+    "run_frac_above",
+    "run_frac_scaled",
+    "max_entropy_coef",
 )
+SPREAD = "mean ± sample std (n − 1) over seeds"
 
 
 def method_config(base: TrainConfig, method: str, seed: int) -> TrainConfig:
@@ -126,6 +135,30 @@ def run_comparison(base: TrainConfig, seeds: list[int], methods: tuple[str, ...]
     return write_summary(out, configs, wall)
 
 
+def _run_mean(metrics: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in metrics if r.get(key) is not None and math.isfinite(r[key])]
+    return float(np.mean(vals)) if vals else None
+
+
+def run_columns(metrics: list[dict], era: bool) -> dict[str, float | None]:
+    """The ``run_*`` columns and ``max_entropy_coef`` of one run's metrics rows: means over
+    every step of the band shares, the share of responses ERA rescaled (0 without ERA: the
+    statistics are logged, the scale is not applied) and the bonus's largest coefficient."""
+    scaled = [
+        r["frac_sharpen"] + r["frac_flatten"]
+        for r in metrics
+        if r.get("frac_sharpen") is not None and r.get("frac_flatten") is not None
+    ]
+    coefs = [r["entropy_coef"] for r in metrics if r.get("entropy_coef") is not None]
+    return {
+        "run_frac_below": _run_mean(metrics, "frac_below"),
+        "run_frac_inside": _run_mean(metrics, "frac_inside"),
+        "run_frac_above": _run_mean(metrics, "frac_above"),
+        "run_frac_scaled": (float(np.mean(scaled)) if era else 0.0) if scaled else None,
+        "max_entropy_coef": max(coefs) if coefs else None,
+    }
+
+
 def write_summary(out: Path, configs: list[TrainConfig], wall: dict[str, float]) -> Path:
     rows, curves = [], {}
     for cfg in configs:
@@ -140,6 +173,7 @@ def write_summary(out: Path, configs: list[TrainConfig], wall: dict[str, float])
                 **{k: s.get(k) for k in SUMMARY_COLUMNS if k in s},
                 "min_top_entropy_mean": min(tops) if tops else None,
                 "wall_s": wall.get(cfg.out),
+                **run_columns(metrics, cfg.era),
             }
         )
         curves.setdefault(method, []).append(metrics)
@@ -153,7 +187,7 @@ def write_summary(out: Path, configs: list[TrainConfig], wall: dict[str, float])
     plot_comparison(out, curves, base.era_low, base.era_high)
     aggregate = _aggregate(rows)
     atomic_write_text(
-        out / "summary.md", _markdown(aggregate, base, len(curves[rows[0]["method"]]))
+        out / "summary.md", _markdown(aggregate, base, len(curves[rows[0]["method"]]), rows)
     )
     atomic_write_text(
         out / "summary.json",
@@ -163,12 +197,12 @@ def write_summary(out: Path, configs: list[TrainConfig], wall: dict[str, float])
     return out
 
 
-def _fmt(v):
+def _fmt(v: object) -> object:
     return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
 
 
 def _aggregate(rows: list[dict]) -> dict[str, dict[str, list[float]]]:
-    """Per method and metric: [mean, std] over seeds (std 0 for one seed)."""
+    """Per method and metric: [mean, sample std (n − 1)] over seeds (std 0 for one seed)."""
     out: dict[str, dict[str, list[float]]] = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
@@ -176,17 +210,23 @@ def _aggregate(rows: list[dict]) -> dict[str, dict[str, list[float]]]:
         for key in SUMMARY_COLUMNS[2:]:
             vals = [r[key] for r in mine if r.get(key) is not None and math.isfinite(r[key])]
             if vals:
-                out[method][key] = [float(np.mean(vals)), float(np.std(vals))]
+                std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+                out[method][key] = [float(np.mean(vals)), std]
     return out
 
 
-def _markdown(aggregate, base: TrainConfig, n_seeds: int) -> str:
+def _markdown(
+    aggregate: dict[str, dict[str, list[float]]],
+    base: TrainConfig,
+    n_seeds: int,
+    rows: list[dict] | None = None,
+) -> str:
     cols = [
-        ("final_eval_accuracy", "final acc. (greedy)", 100),
-        ("tail_accuracy", "acc. last 20% (sampled)", 100),
+        ("final_eval_accuracy", "final acc. (%, greedy)", 100),
+        ("tail_accuracy", "acc. last 20% (%, sampled)", 100),
         ("tail_top_entropy_mean", "top-20% entropy, last 20%", 1),
         ("min_top_entropy_mean", "min top-20% entropy", 1),
-        ("tail_frac_inside", "in band, last 20%", 100),
+        ("tail_frac_inside", "in band (%), last 20%", 100),
         ("tail_scale_mean", "mean c, last 20%", 1),
     ]
     task = (
@@ -199,7 +239,7 @@ def _markdown(aggregate, base: TrainConfig, n_seeds: int) -> str:
         "",
         f"Task: {task}; {base.steps} GRPO steps x {base.prompts_per_step} prompts x "
         f"{base.group_size} responses; band [{base.era_low:g}, {base.era_high:g}], "
-        f"k={base.era_k:g}; {n_seeds} seed(s); mean ± std over seeds. Accuracies in %, "
+        f"k={base.era_k:g}; {n_seeds} seed(s); {SPREAD}. Accuracies in %, "
         "entropies in nats.",
         "",
         "| method | " + " | ".join(c[1] for c in cols) + " |",
@@ -214,6 +254,7 @@ def _markdown(aggregate, base: TrainConfig, n_seeds: int) -> str:
             else:
                 cells.append("n/a")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += _seed_lines(rows or [], base.era_low)
     lines += [
         "",
         "![entropy](compare_entropy.png)",
@@ -221,3 +262,34 @@ def _markdown(aggregate, base: TrainConfig, n_seeds: int) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _seed_lines(rows: list[dict], low: float) -> list[str]:
+    """Every seed's values: accuracy, lowest top-20 % entropy against the floor, the band
+    shares over the run, how often ERA rescaled, the bonus's largest coefficient."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"Every seed (band floor {low:g} nats; shares of responses in %, over every step):",
+        "",
+        "| method | seed | final acc. (%) | min top-20% entropy | vs floor | below band "
+        "| inside band | above band | rescaled by ERA | max bonus coef. |",
+        "|---" * 10 + "|",
+    ]
+    for r in rows:
+        lowest = r.get("min_top_entropy_mean")
+        side = "n/a" if lowest is None else ("above" if lowest >= low else "BELOW")
+        coef = r.get("max_entropy_coef")
+        lines.append(
+            f"| {r['method']} | {r['seed']} | {_pct(r.get('final_eval_accuracy'))} | "
+            f"{'n/a' if lowest is None else f'{lowest:.3f}'} | {side} | "
+            f"{_pct(r.get('run_frac_below'))} | {_pct(r.get('run_frac_inside'))} | "
+            f"{_pct(r.get('run_frac_above'))} | {_pct(r.get('run_frac_scaled'))} | "
+            f"{'n/a' if coef is None else f'{coef:.3g}'} |"
+        )
+    return lines

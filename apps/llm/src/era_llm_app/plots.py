@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 
 __all__ = ["plot_comparison", "plot_run"]
 
@@ -35,10 +36,12 @@ def _smooth(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _band(ax, low: float, high: float, data_max: float) -> None:
-    """Shade the band and zoom on the data: the band's top may be far above it."""
-    ax.axhspan(low, high, color="tab:green", alpha=0.12, label=f"ERA band [{low:g}, {high:g}]")
-    ax.axhline(low, color="tab:green", lw=0.8, ls="--")
+def _band(ax: Axes, low: float, high: float, data_max: float) -> None:
+    """Shade the band beneath the curves and zoom on the data: its top may be far above it."""
+    # grey, so that the band never shares a colour with a method's curve
+    ax.axhspan(low, high, facecolor="none", edgecolor="0.6", hatch="//", lw=0, alpha=0.5,
+               zorder=0, label=f"ERA band [{low:g}, {high:g}] nats")  # fmt: skip
+    ax.axhline(low, color="k", lw=1.0, ls="--", zorder=1, label=f"floor {low:g}")
     ax.set_ylim(0, max(data_max, low) * 1.25 if np.isfinite(data_max) else high * 1.05)
 
 
@@ -59,7 +62,9 @@ def plot_run(out: Path, rows: Sequence[Mapping], low: float, high: float) -> lis
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(*_series(rows, "reward_mean"), label="reward (sampled)")
     ax.plot(*_series(rows, "eval_accuracy"), marker="o", ms=3, label="held-out accuracy (greedy)")
-    ax.set(xlabel="GRPO step", ylabel="reward / accuracy", title="Reward", ylim=(0, 1.02))
+    ax.set(
+        xlabel="GRPO step", ylabel="reward / accuracy (fraction)", title="Reward", ylim=(0, 1.02)
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "reward.png", dpi=120)
@@ -67,24 +72,30 @@ def plot_run(out: Path, rows: Sequence[Mapping], low: float, high: float) -> lis
     return [out / "entropy.png", out / "reward.png"]
 
 
+STYLES = ("-", "--", "-.", ":")  # one per method, so overlapping curves stay apart
+MARKERS = ("o", "s", "^", "D")
+
+
 def plot_comparison(
     out: Path, runs: Mapping[str, Sequence[Sequence[Mapping]]], low: float, high: float
 ) -> list[Path]:
-    """Mean (line) and min-max over seeds (shade) per method: entropy and accuracy.
+    """Mean (line) and ± one sample std over seeds (shade) per method, against the GRPO step:
+    top-20 % response entropy (the band shaded, drawn beneath the curves), held-out accuracy
+    (%) and sampled reward. Each method has its own colour, line style and marker.
 
     `runs` maps a method name to its seeds' metric rows.
     """
     out = Path(out)
     paths = []
     panels = [
-        ("top_entropy_mean", "top-20% response entropy (nats)", "compare_entropy.png", True),
-        ("eval_accuracy", "held-out accuracy (greedy)", "compare_accuracy.png", False),
-        ("reward_mean", "reward (sampled)", "compare_reward.png", False),
+        ("top_entropy_mean", "top-20% response entropy (nats)", "compare_entropy.png", True, 1),
+        ("eval_accuracy", "held-out accuracy (%, greedy)", "compare_accuracy.png", False, 100),
+        ("reward_mean", "reward (sampled, mean per step)", "compare_reward.png", False, 1),
     ]
-    for key, ylabel, name, band in panels:
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for key, ylabel, name, band, scale in panels:
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
         data_max = float("nan")
-        for method, seeds in runs.items():
+        for i, (method, seeds) in enumerate(runs.items()):
             curves = [_series(rows, key) for rows in seeds]
             curves = [c for c in curves if len(c[0])]
             if not curves:
@@ -92,19 +103,29 @@ def plot_comparison(
             n = min(len(c[0]) for c in curves)
             steps = curves[0][0][:n]
             smooth = _smooth if key != "eval_accuracy" else (lambda v: v)
-            vals = np.stack([smooth(c[1][:n]) for c in curves])
-            (line,) = ax.plot(steps, vals.mean(0), label=f"{method} ({len(curves)} seeds)")
-            ax.fill_between(steps, vals.min(0), vals.max(0), color=line.get_color(), alpha=0.2)
-            data_max = np.nanmax([data_max, float(vals.max())])
+            vals = np.stack([smooth(c[1][:n]) for c in curves]) * scale
+            mean = vals.mean(0)
+            std = vals.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+            (line,) = ax.plot(
+                steps, mean, ls=STYLES[i % len(STYLES)], lw=1.8, zorder=3,
+                marker=MARKERS[i % len(MARKERS)], markevery=max(1, n // 12), ms=4,
+                label=f"{method} ({len(curves)} seeds)",
+            )  # fmt: skip
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.12,
+                            lw=0, zorder=2)  # fmt: skip
+            data_max = np.nanmax([data_max, float((mean + std).max())])
         if band:
             _band(ax, low, high, data_max)
         else:
             ax.set_ylim(bottom=0)
         smoothing = "" if key == "eval_accuracy" else ", moving average"
         ax.set(
-            xlabel="GRPO step", ylabel=ylabel, title=f"mean over seeds, shaded min-max{smoothing}"
+            xlabel="GRPO step",
+            ylabel=ylabel,
+            title=f"mean ± sample std over seeds (shaded){smoothing}",
         )
-        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
         fig.savefig(out / name, dpi=120)
         plt.close(fig)

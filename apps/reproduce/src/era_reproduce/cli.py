@@ -3,16 +3,20 @@
     uv run era-reproduce --quick                 # CPU, no downloads, ~15 minutes, all domains
     uv run era-reproduce --quick --domain vision # one domain
     uv run era-reproduce --full --domain vision --preset table1-cifar10-aug --vision-data PATH
+    uv run era-reproduce --quick --write-docs docs/reproduce.md --figure docs/figures/reproduce-control.png
 
 Each experiment runs as its own process (`python -m <app>`), logging to `OUT/logs/`; a domain
 that fails does not stop the others, its report section says what failed, and the exit code is
 non-zero. The report is `OUT/report.md`, with PNG figures under `OUT/figures/` and the raw CSVs
-under each run's directory.
+under each run's directory. `--write-docs FILE` replaces FILE's generated block (between its
+``reproduce:measured`` markers) with the report's sections, `--figure PNG` writes the first
+figure there too (the README's), both only when every domain succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,8 +26,8 @@ from pathlib import Path
 
 from era_core.runlog import atomic_write_text
 
-from . import plans
-from .report import render
+from . import docs, plans
+from .report import SPREAD, Provenance, render
 from .runner import execute, module_available
 
 DOMAINS = ("control", "vision", "llm")
@@ -70,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm-model", type=Path, help="with --full: local model checkpoint")
     parser.add_argument("--llm-data", type=Path, help="with --full: training data (jsonl/parquet)")
     parser.add_argument("--timeout", type=float, default=None, help="per-run time limit in seconds")
+    parser.add_argument(
+        "--write-docs",
+        type=Path,
+        metavar="FILE",
+        help="replace FILE's block between its reproduce:measured markers with this run's "
+        "sections (e.g. docs/reproduce.md; default: none)",
+    )
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        metavar="PNG",
+        help="also write the first section's first figure to PNG (the README's; default: none)",
+    )
     # Test-only: an even smaller budget than --quick (also ERA_REPRODUCE_BUDGET=smoke).
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -86,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("runs") / f"reproduce-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if (out / "report.md").exists():
         parser.error(f"--out {out} already holds a report; choose a new directory")
+    for problem in (
+        docs.check_docs(args.write_docs) if args.write_docs else None,
+        docs.check_figure(args.figure) if args.figure else None,
+    ):
+        if problem:
+            parser.error(problem)
 
     if full:
         missing = plans.full_prerequisites(domains, args, gpu=gpu_present())
@@ -107,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     out.mkdir(parents=True, exist_ok=True)
+    provenance = Provenance.collect(gpu_present())  # before any run writes a file
     start = time.perf_counter()
     all_runs = [run for domain in domains for run in runs_by_domain[domain]]
     results = execute(all_runs, out / "logs", timeout_s=args.timeout)
@@ -115,12 +139,39 @@ def main(argv: list[str] | None = None) -> int:
         mine = [r for r in results if r.run.domain == domain]
         sections.append(plans.summarize(domain, mine, out, budget=budget))
     total = time.perf_counter() - start
-    text = render(sections, out, mode=budget, total_wall_s=total)
+    text = render(sections, out, mode=budget, total_wall_s=total, provenance=provenance)
     atomic_write_text(out / "report.md", text)
+    ok = all(s.ok for s in sections)
     print()
     print(plans.summary_table(sections))
-    print(f"\nreport: {out / 'report.md'}")
-    return 0 if all(s.ok for s in sections) else 1
+    print(f"\n({SPREAD}; total wall time {total / 60:.1f} min)")
+    print(f"report: {out / 'report.md'}")
+    if args.write_docs or args.figure:
+        if not ok:
+            print("docs not updated: a domain failed (see the report)", file=sys.stderr)
+        else:
+            command = shlex.join(
+                ["uv", "run", "era-reproduce", *(sys.argv[1:] if argv is None else argv)]
+            )
+            target = args.write_docs
+            if target is None:  # --figure alone: the figure only
+                written = [args.figure] if _copy_first_figure(sections, args.figure) else []
+            else:
+                written = docs.write(
+                    target, sections, command=command, mode=budget, total_wall_s=total,
+                    provenance=provenance, figure=args.figure,
+                )  # fmt: skip
+            for path in written:
+                print(f"wrote {path}")
+    return 0 if ok else 1
+
+
+def _copy_first_figure(sections: list, figure: Path) -> bool:
+    for section in sections:
+        if section.figures:
+            shutil.copyfile(section.figures[0], figure)
+            return True
+    return False
 
 
 if __name__ == "__main__":

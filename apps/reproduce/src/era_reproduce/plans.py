@@ -21,9 +21,18 @@ import json
 import math
 import os
 import shutil
+import textwrap
 from pathlib import Path
 
-from .report import Section, markdown_table, mean_std, paper_numbers, pm
+from .report import (
+    SPREAD,
+    Section,
+    markdown_table,
+    mean_std,
+    paper_numbers,
+    pm_seeds,
+    seed_values,
+)
 from .runner import Run, RunResult
 
 APP_MODULES = {"control": "era_control_app", "vision": "era_vision_app", "llm": "era_llm_app"}
@@ -259,9 +268,28 @@ def _control(section: Section, out: Path, figures: Path, budget: str) -> None:
     )
     finals = {(run.env, run.algo): results.summarize(run)["final_eval_returns"] for run in runs}
     section.ours = markdown_table(
-        ["environment", "algorithm", "seeds", "final eval return (mean ± std)"],
-        [[env, algo, len(v), pm(v, 1)] for (env, algo), v in finals.items()],
+        ["environment", "algorithm", "seeds", f"final eval return ({SPREAD})"],
+        [[env, algo, len(v), pm_seeds(v, 1)] for (env, algo), v in finals.items()],
     )
+    checks = {(run.env, run.algo): results.seed_checks(run) for run in runs}
+    section.per_seed = _control_seed_table(checks)
+    agents = {(run.env, run.algo): run.config.get("agent", {}) for run in runs}
+    for (env, algo), seeds in checks.items():
+        section.checks.append(_control_check(env, algo, seeds, agents[env, algo]))
+        for seed in seeds:
+            if seed["at_bound"]:
+                others = [s["final_eval_return"] for s in seeds if s is not seed]
+                section.flags.append(
+                    f"{env} {algo} seed {seed['seed']} is stuck at an action bound: its bounded "
+                    f"policy's entropy is {_fmt(seed['entropy'])} nats, within "
+                    f"{results.AT_BOUND_TOLERANCE} nats per dimension of the Gaussian's less "
+                    f"ln 2 per dimension ({_fmt(seed['gaussian_entropy'])} − "
+                    f"{seed['action_dim']}·ln 2 = "
+                    f"{_fmt(seed['gaussian_entropy'] - seed['action_dim'] * math.log(2))}), "
+                    f"from step {seed['at_bound_since']} to the end; final eval return "
+                    f"{_fmt(seed['final_eval_return'], 1)} (its other seeds: "
+                    f"{', '.join(_fmt(v, 1) for v in others) or 'none'})."
+                )
     envs = list(dict.fromkeys(run.env for run in runs))
     for env in envs:
         for base_algo, era_algo in results.baseline_pairs(algos):
@@ -269,8 +297,67 @@ def _control(section: Section, out: Path, figures: Path, budget: str) -> None:
                 section.verdict.append(_control_verdict(env, base_algo, era_algo, finals, budget))
     for env in envs[:8]:
         path = figures / f"control_{env.replace('/', '-')}.png"
-        results.plot([run for run in runs if run.env == env], path, title=f"{env} (mean ± std)")
+        title = f"{env}: {SPREAD}; dotted: training episode return, Gaussian entropy"
+        results.plot([run for run in runs if run.env == env], path, title=title, detail=True)
         section.figures.append(path)
+
+
+def _fmt(value: float | None, digits: int = 2, missing: str = "n/a") -> str:
+    return missing if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _control_seed_table(checks: dict[tuple[str, str], list[dict]]) -> str:
+    rows = []
+    for (env, algo), seeds in checks.items():
+        for s in seeds:
+            rows.append([
+                env, algo, s["seed"], _fmt(s["final_eval_return"], 1), _fmt(s["target_entropy"]),
+                _fmt(s["gaussian_entropy"], missing="–"), _fmt(s["entropy"]),
+                _fmt(s["deficit_per_dim"], missing="–"),
+                "yes" if s["at_bound"] else ("no" if s["deficit_per_dim"] is not None else "–"),
+            ])  # fmt: skip
+    columns = [
+        "environment", "algorithm", "seed", "final eval return", "target entropy",
+        "Gaussian entropy", "bounded policy's entropy", "deficit per dim", "at an action bound",
+    ]  # fmt: skip
+    caption = (
+        "Entropies in nats, averaged over the last 20 % of the logged steps of each seed; "
+        "the deficit is the Gaussian's entropy less the bounded (truncated or tanh) policy's, "
+        "per action dimension (– where the algorithm logs no Gaussian entropy)."
+    )
+    return markdown_table(columns, rows) + "\n\n" + caption
+
+
+def _control_check(env: str, algo: str, seeds: list[dict], agent: dict) -> str:
+    gaps = [s["gap_to_target"] for s in seeds if s["gap_to_target"] is not None]
+    target = seeds[0]["target_entropy"]
+    if not gaps:  # no Gaussian entropy logged: the bounded entropy against the target
+        ent = [s["entropy"] for s in seeds if s["entropy"] is not None]
+        return (
+            f"{env} {algo}: the policy's entropy per seed {seed_values(ent)} nats against the "
+            f"target {_fmt(target)} (the temperature steers it towards the target)."
+        )
+    deficits = [s["deficit_per_dim"] for s in seeds if s["deficit_per_dim"] is not None]
+    compensation = agent.get("compensation", "constant")
+    delta = float(agent.get("delta", 0.0))
+    off = [abs(g - delta) for g in gaps]
+    holds = "equals" if compensation == "constant" and max(off) <= 0.05 else "does NOT equal"
+    if compensation == "learned":
+        holds = "follows the learned compensation above"
+    aim = f"the target {_fmt(target)}" + (f" + δ {delta:g}" if delta else "")
+    text = (
+        f"{env} {algo}: the Gaussian's entropy {holds} {aim} on every seed (Gaussian minus "
+        f"target per seed: {seed_values(gaps, 3)} nats, tolerance 0.05)"
+    )
+    if deficits:
+        text += (
+            f"; the bounded policy's entropy sits below it by {seed_values(deficits)} nats per "
+            "dimension (per seed): bounding the action to [-1, 1] cuts off the Gaussian's "
+            "tails (about ln 2 = 0.69 per dimension when the mean sits at a bound, more beyond it)"
+        )
+        if compensation == "constant" and not delta:
+            text += ", and the constant compensation δ = 0 leaves that deficit uncompensated"
+    return text + "."
 
 
 def _control_verdict(env: str, base_algo: str, era_algo: str, finals: dict, budget: str) -> str:
@@ -281,7 +368,9 @@ def _control_verdict(env: str, base_algo: str, era_algo: str, finals: dict, budg
     seeds = len(finals[(env, base_algo)])
     text = (
         f"{env}: {era_algo.upper()}'s final eval return is {word} than {base_algo.upper()}'s "
-        f"({era:.1f} vs {base:.1f}, {rel:+.0f} %) with {seeds} seeds"
+        f"({era:.1f} vs {base:.1f}, {rel:+.0f} %; seeds: {era_algo} "
+        f"{seed_values(finals[(env, era_algo)], 1)}, {base_algo} "
+        f"{seed_values(finals[(env, base_algo)], 1)}) with {seeds} seeds"
     )
     if budget != "full":
         return text + " — far too few steps and seeds to confirm or refute the paper's effect."
@@ -306,6 +395,7 @@ def _vision(section: Section, out: Path, figures: Path, budget: str) -> None:
     summary = json.loads((compare / "summary.json").read_text())
     section.ours = _app_table((compare / "summary.md").read_text())
     by_arm = {arm["arm"]: arm for arm in summary["arms"]}
+    runs = summary["runs"]
     base = next((a for n, a in by_arm.items() if n.endswith("baseline")), None)
     era = next((a for n, a in by_arm.items() if n.endswith("-era")), None)
     if base and era:
@@ -315,26 +405,93 @@ def _vision(section: Section, out: Path, figures: Path, budget: str) -> None:
             ("ece", "ECE", "lower"),
         ):
             b, e = float(base[f"{key}_mean"]), float(era[f"{key}_mean"])
+            bs = [
+                run[METRIC_COLUMNS[key]]
+                for name, run in runs.items()
+                if name.startswith(f"{base['arm']}/")
+            ]
+            es = [
+                run[METRIC_COLUMNS[key]]
+                for name, run in runs.items()
+                if name.startswith(f"{era['arm']}/")
+            ]
+            unit, d = (" %", 2) if key == "top1" else ("", 3)
+            per_seed = (
+                f" (seeds: ERA {seed_values(es, d)}{unit}; baseline {seed_values(bs, d)}{unit})"
+            )
             if e == b:
-                section.verdict.append(f"ERA's {label} equals the baseline's ({e:.3f}).")
+                section.verdict.append(
+                    f"ERA's {label} equals the baseline's ({e:.{d}f}{unit}){per_seed}."
+                )
                 continue
             went = "higher" if e > b else "lower"
             good = "better" if went == better else "worse"
-            section.verdict.append(f"ERA's {label} is {went} ({e:.3f} vs {b:.3f}): {good}.")
+            section.verdict.append(
+                f"ERA's {label} is {went} ({e:.{d}f}{unit} vs {b:.{d}f}{unit}): {good}{per_seed}."
+            )
+    section.checks += _vision_checks(by_arm, runs)
     from era_vision_app.plots import plot  # only reached once the vision app has run
 
     path = plot({run: compare / run for run in summary["runs"]}, figures / "vision_curves.png")
     section.figures.append(path)
 
 
+METRIC_COLUMNS = {"top1": "val_top1", "nll": "val_nll", "ece": "val_ece"}
+
+
+def _vision_checks(by_arm: dict, runs: dict) -> list[str]:
+    """Per seed: each ERA run's smallest predicted entropy against ``H_min`` and its head's
+    floor; the baselines' smallest entropy for contrast."""
+    checks = []
+    for name, arm in by_arm.items():
+        mine = {k: r for k, r in runs.items() if k.startswith(f"{name}/")}
+        lows = [r.get("lowest_entropy_min") for r in mine.values()]
+        lows = [math.nan if v is None else float(v) for v in lows]
+        if not arm["era"]:
+            checks.append(
+                f"{name} (no ERA): smallest predicted entropy per seed {seed_values(lows, 3)} "
+                "nats (nothing holds it up)."
+            )
+            continue
+        h_min = float(arm["min_entropy"])
+        floors = {r.get("floor") for r in mine.values()} - {None}
+        mode = next(iter(mine.values())).get("era_mode", "paper")
+        below = [k for k, v in zip(mine, lows, strict=True) if v < h_min - 1e-6]
+        held = "held on every seed" if not below else f"BROKEN on {', '.join(below)}"
+        text = (
+            f"{name}: smallest predicted entropy per seed {seed_values(lows, 3)} nats against "
+            f"H_min {h_min:g}: the floor {held}"
+        )
+        if floors:
+            floor = max(floors)
+            text += f"; the head's own floor ({mode} mode) is {floor:.3f} nats"
+            if mode == "paper":
+                text += (
+                    f", {floor - h_min:.3f} above H_min: Eq. 15 guarantees H = H_tau/S + log S "
+                    ">= 1 + log H_tau = H_min, which is tight only where S (the sum of the "
+                    "inverted terms) equals H_tau; at a one-hot input, the minimiser, it does "
+                    "not, and the paper's closed-form inverse adds to the gap. `--era-mode "
+                    "exact` (a Newton-refined inverse and an H_tau calibrated so that the one-hot "
+                    "entropy is H_min) puts the floor at H_min itself"
+                )
+        checks.append(text + ".")
+    return checks
+
+
 def _app_table(markdown: str) -> str:
-    """A domain app's Markdown summary as the report shows it: its table first (the block
-    the report's numbers are read from), then its other text lines (captions); headings and
-    the app's own image links are left out (the report links the figures itself)."""
-    lines = markdown.splitlines()
-    table = [line for line in lines if line.startswith("|")]
-    text = [line for line in lines if line.strip() and not line.startswith(("|", "#", "!["))]
-    return "\n".join(table) + ("\n\n" + "\n".join(text) if text else "")
+    """A domain app's Markdown summary as the report shows it: its first table first (the
+    block the report's numbers are read from), then its other blocks in order (captions, the
+    per-seed table); headings and the app's own image links are left out (the report links
+    the figures itself)."""
+    blocks = []
+    for block in markdown.split("\n\n"):
+        kept = [ln for ln in block.splitlines() if ln.strip() and not ln.startswith(("#", "!["))]
+        if kept:
+            blocks.append("\n".join(kept))
+    first = next((i for i, b in enumerate(blocks) if b.startswith("|")), None)
+    if first is not None:
+        blocks.insert(0, blocks.pop(first))
+    return "\n\n".join(blocks)
 
 
 def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
@@ -353,7 +510,8 @@ def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
     )
     compare = out / "llm"
     _read_summary(section, compare / "summary.csv")
-    aggregate = json.loads((compare / "summary.json").read_text())["aggregate"]
+    summary = json.loads((compare / "summary.json").read_text())
+    aggregate, runs = summary["aggregate"], summary["runs"]
     section.ours = _app_table((compare / "summary.md").read_text())
     from era_llm.era import ERAConfig  # only reached once the llm app has run
 
@@ -362,29 +520,88 @@ def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
         low = json.loads(config.read_text()).get("era_low", low)
         break
 
-    def mean(method: str, key: str) -> float:
-        return float(aggregate[method].get(key, [math.nan])[0])
+    section.checks += _llm_checks(runs, low)
+    section.flags += _llm_flags(runs)
 
+    def seeds(method: str, key: str, scale: float = 1.0) -> list[float]:
+        return [_num(r.get(key)) * scale for r in runs if r["method"] == method]
+
+    if "grpo" in aggregate and "era" in aggregate:
+        g, e = seeds("grpo", "final_eval_accuracy", 100), seeds("era", "final_eval_accuracy", 100)
+        went = "higher" if mean_std(e)[0] > mean_std(g)[0] else "not higher"
+        section.verdict.append(
+            f"final held-out accuracy: ERA {pm_seeds(e, 1)} % vs GRPO {pm_seeds(g, 1)} % ({went})."
+        )
     for method in ("grpo", "entropy-bonus"):
         if method in aggregate and "era" in aggregate:
-            m, e = mean(method, "min_top_entropy_mean"), mean("era", "min_top_entropy_mean")
+            m, e = seeds(method, "min_top_entropy_mean"), seeds("era", "min_top_entropy_mean")
             section.verdict.append(
-                f"lowest top-20 % response entropy: ERA {e:.3f} vs {method} {m:.3f} "
-                f"(band floor {low}); ERA's lowest {'stayed above' if e >= low else 'fell below'} "
-                "the floor (ERA reacts in the update after a response falls below it; it does not clip "
-                "the sampled entropy)."
+                f"lowest top-20 % response entropy per seed: ERA {seed_values(e, 3)} vs {method} "
+                f"{seed_values(m, 3)} nats (band floor {low:g})."
             )
-    if "grpo" in aggregate and "era" in aggregate:
-        g, e = mean("grpo", "final_eval_accuracy"), mean("era", "final_eval_accuracy")
-        section.verdict.append(
-            f"final accuracy: ERA {e:.3f} vs GRPO {g:.3f} ({'higher' if e > g else 'not higher'})."
-        )
     for name in ("compare_entropy.png", "compare_accuracy.png", "compare_reward.png"):
         src = compare / name
         if src.exists():
             dst = figures / f"llm_{name}"
             shutil.copyfile(src, dst)
             section.figures.append(dst)
+
+
+def _num(value: object) -> float:
+    return math.nan if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _llm_checks(runs: list[dict], low: float) -> list[str]:
+    """Per method: each seed's lowest top-20 % entropy against the floor (per seed, never the
+    mean), the shares of responses below / inside / above the band, how often ERA rescaled."""
+    checks = []
+    for method in dict.fromkeys(r["method"] for r in runs):
+        mine = [r for r in runs if r["method"] == method]
+        parts = []
+        for r in mine:
+            lowest = _num(r.get("min_top_entropy_mean"))
+            side = "above" if lowest >= low else "BELOW"
+            parts.append(f"seed {r['seed']}: {lowest:.3f} ({side})")
+        text = (
+            f"{method}: lowest step-mean top-20 % response entropy vs the floor {low:g} nats — "
+            + "; ".join(parts)
+        )
+        below = [r["seed"] for r in mine if _num(r.get("min_top_entropy_mean")) < low]
+        text += f" ({'every seed stayed above' if not below else f'seeds {below} fell below'})"
+        shares = [
+            f"seed {r['seed']} {100 * _num(r.get('run_frac_below')):.1f} / "
+            f"{100 * _num(r.get('run_frac_inside')):.1f} / {100 * _num(r.get('run_frac_above')):.1f}"
+            for r in mine
+        ]
+        text += "; responses below / inside / above the band over the run (%): " + ", ".join(shares)
+        if method == "era":
+            scaled = [100 * _num(r.get("run_frac_scaled")) for r in mine]
+            text += (
+                f"; ERA rescaled {seed_values(scaled, 1)} % of the responses per seed (ERA acts "
+                "in the update after a response leaves the band; it does not clip the sampled "
+                "entropy, so a seed can dip below the floor)"
+            )
+        checks.append(text + ".")
+    return checks
+
+
+def _llm_flags(runs: list[dict]) -> list[str]:
+    """An entropy-bonus seed whose coefficient stayed 0 never acted: it is GRPO's run."""
+    flags = []
+    grpo = {r["seed"]: r for r in runs if r["method"] == "grpo"}
+    for r in runs:
+        if r["method"] != "entropy-bonus" or _num(r.get("max_entropy_coef")) > 0:
+            continue
+        twin = grpo.get(r["seed"])
+        same = twin is not None and all(
+            r.get(k) == twin.get(k) for k in ("final_eval_accuracy", "min_top_entropy_mean")
+        )
+        flags.append(
+            f"entropy-bonus seed {r['seed']} never acted: its coefficient stayed 0 for the whole "
+            "run (the entropy never fell below its target), so it is GRPO with another name"
+            + (" (its numbers equal GRPO's seed's)." if same else ".")
+        )
+    return flags
 
 
 def _read_summary(section: Section, summary: Path) -> list[dict]:
@@ -397,10 +614,17 @@ def _read_summary(section: Section, summary: Path) -> list[dict]:
     return rows
 
 
-def summary_table(sections: list[Section]) -> str:
+def summary_table(sections: list[Section], width: int = 100) -> str:
+    """The end-of-run table: per domain its status, wall time and first verdict (and the
+    number of flagged seeds), wrapped at word boundaries within ``width`` columns."""
+    indent = " " * 30
     lines = [f"{'domain':<10} {'status':<8} {'wall':>8}  direction"]
     for s in sections:
         status = "ok" if s.ok else "FAILED"
         first = s.verdict[0] if s.verdict else (s.error or "")
-        lines.append(f"{s.domain:<10} {status:<8} {s.wall_s / 60:>6.1f}m  {first[:100]}")
+        if s.flags:
+            first += f" [{len(s.flags)} flagged: see the report]"
+        wrapped = textwrap.wrap(first, width=max(width - len(indent), 20)) or [""]
+        lines.append(f"{s.domain:<10} {status:<8} {s.wall_s / 60:>7.1f}m  {wrapped[0]}")
+        lines += [indent + rest for rest in wrapped[1:]]
     return "\n".join(lines)

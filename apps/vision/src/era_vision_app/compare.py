@@ -6,8 +6,12 @@
 * ``DIR/summary.csv``: one row per arm: the arm's settings, ``n`` seeds, and ``<metric>_mean``
   / ``<metric>_std`` (sample std, ddof=1) for top1, top5 (%), nll, ece, entropy_mean,
   entropy_min;
-* ``DIR/summary.md``: the same as a Markdown table (mean ± std);
-* ``DIR/summary.json``: the per-seed finals and the aggregates;
+* ``DIR/summary.md``: the same as a Markdown table (mean ± sample std), then every seed's
+  values, with each ERA run's smallest predicted entropy beside ``H_min`` and the head's floor;
+* ``DIR/summary.json``: the per-seed finals and the aggregates; per run also
+  ``lowest_entropy_min`` (the smallest predicted entropy over every validation pass) and
+  ``floor`` (:func:`head_floor`: the smallest entropy the run's ERA head can output, ``None``
+  for a baseline);
 * ``DIR/comparison.png``: the validation curves of every run (``plots.plot``); ``DIR/DONE``
   at the end.
 
@@ -24,7 +28,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from era_core.runlog import atomic_write_text
+from era_core.runlog import atomic_write_text, read_jsonl
 from era_core.runs import run_status
 
 from .config import ConfigError, compare_presets, resolve_config
@@ -32,7 +36,9 @@ from .plots import plot
 from .plots import summarize as summarize_run
 from .training import CHECKPOINT, DONE, prepare, train
 
-__all__ = ["METRICS", "run_comparison", "summarize"]
+__all__ = ["METRICS", "SPREAD", "head_floor", "run_comparison", "summarize"]
+
+SPREAD = "mean ± sample std (n − 1) over seeds"
 
 METRICS = {  # summary name -> column of the final metrics row
     "top1": "val_top1",
@@ -111,6 +117,43 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
+def head_floor(
+    num_classes: int, min_entropy: float, tau: float = 4.0, mode: str = "paper"
+) -> float:
+    """The smallest entropy (nats) an ERA head can output for ``num_classes`` classes: the
+    entropy of ``softmax_era`` at a one-hot input (its minimiser), in float64.
+
+    ``mode="exact"`` gives ``min_entropy``; ``"paper"`` (the paper's closed-form inverse) gives
+    more, e.g. 0.982 for 10 classes and ``H_min`` 0.6.
+    """
+    import torch
+
+    from era_core import categorical_entropy, softmax_era
+
+    logits = torch.zeros(1, num_classes, dtype=torch.float64)
+    logits[0, 0] = float("inf")  # the one-hot limit (softmax_era gives its finite output)
+    out = softmax_era(logits, min_entropy, tau=tau, mode=mode)
+    return float(categorical_entropy(out)[0])
+
+
+def _run_record(run_dir: Path) -> dict[str, Any]:
+    """A run's final metrics row plus its lowest predicted entropy and its head's floor."""
+    summary = summarize_run(run_dir)
+    config = summary["config"]
+    lows = [row["val_entropy_min"] for row in read_jsonl(run_dir / "metrics.jsonl")
+            if row.get("val_entropy_min") is not None]  # fmt: skip
+    floor = None
+    if config["era"]:
+        classes = len(summary["classes"]) if "classes" in summary else config["num_classes"]
+        floor = head_floor(classes, config["min_entropy"], config["tau"], config["era_mode"])
+    return {
+        **summary["final"],
+        "lowest_entropy_min": min(lows) if lows else None,
+        "floor": floor,
+        "era_mode": config["era_mode"] if config["era"] else None,
+    }
+
+
 def summarize(out: str | Path, arms: list[str], seeds: list[int]) -> list[dict[str, Any]]:
     """Aggregate the finished runs ``out/<arm>/seed<k>/`` (``plots.summarize``) into
     summary.csv / .md / .json."""
@@ -119,10 +162,10 @@ def summarize(out: str | Path, arms: list[str], seeds: list[int]) -> list[dict[s
     for arm in arms:
         finals = []
         for seed in seeds:
-            summary = summarize_run(out / arm / f"seed{seed}")
-            finals.append(summary["final"])
-            runs[f"{arm}/seed{seed}"] = summary["final"]
-        config = summary["config"]
+            record = _run_record(out / arm / f"seed{seed}")
+            finals.append(record)
+            runs[f"{arm}/seed{seed}"] = record
+        config = summarize_run(out / arm / f"seed{seeds[-1]}")["config"]
         row: dict[str, Any] = {"arm": arm}
         row.update({key: config[key] for key in SETTINGS})
         row["n"] = len(finals)
@@ -135,9 +178,18 @@ def summarize(out: str | Path, arms: list[str], seeds: list[int]) -> list[dict[s
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "summary.csv", buffer.getvalue())
+    atomic_write_text(out / "summary.md", _markdown(rows, runs, seeds))
+    atomic_write_text(
+        out / "summary.json", json.dumps({"arms": rows, "runs": runs}, indent=2) + "\n"
+    )
+    return rows
 
+
+def _markdown(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]], seeds: list[int]) -> str:
+    """summary.md: the mean ± sample std table, then every seed's values."""
     lines = [
-        f"Mean ± std over seeds {seeds} (final epoch, validation split).",
+        f"{SPREAD.capitalize()} {seeds} (final epoch, validation split). Accuracies in %, "
+        "NLL and entropies in nats, ECE with 15 bins.",
         "",
         "| arm | ERA (H_min) | label smoothing | dropout | top-1 (%) | top-5 (%) | NLL | ECE "
         "| entropy mean | entropy min |",
@@ -158,8 +210,24 @@ def summarize(out: str | Path, arms: list[str], seeds: list[int]) -> list[dict[s
             + " | ".join(cells)
             + " |"
         )
-    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
-    atomic_write_text(
-        out / "summary.json", json.dumps({"arms": rows, "runs": runs}, indent=2) + "\n"
-    )
-    return rows
+    lines += [
+        "",
+        "Every seed (the smallest predicted entropy is the lowest over every validation pass; "
+        "the floor is the smallest entropy the ERA head can output):",
+        "",
+        "| run | top-1 (%) | NLL | ECE | entropy min (final) | smallest predicted entropy "
+        "| H_min | head floor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    settings = {row["arm"]: row for row in rows}
+    for name, run in runs.items():
+        arm = settings[name.split("/")[0]]
+        h_min = f"{arm['min_entropy']:g}" if arm["era"] else "–"
+        floor = "–" if run["floor"] is None else f"{run['floor']:.3f} ({run['era_mode']})"
+        lowest = run["lowest_entropy_min"]
+        lines.append(
+            f"| {name} | {run['val_top1']:.2f} | {run['val_nll']:.4f} | {run['val_ece']:.4f} | "
+            f"{run['val_entropy_min']:.3f} | {'n/a' if lowest is None else f'{lowest:.3f}'} | "
+            f"{h_min} | {floor} |"
+        )
+    return "\n".join(lines) + "\n"

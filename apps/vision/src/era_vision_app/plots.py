@@ -3,7 +3,8 @@
 * :func:`summarize` (one run directory -> its summary: config, final metrics row, ...);
 * :func:`plot_run` (``curves.png`` of one run: accuracy, NLL/ECE and entropy curves, and a
   reliability diagram);
-* :func:`plot` (validation curves of several runs in one figure, e.g. a comparison).
+* :func:`plot` (validation curves of several runs in one figure, e.g. a comparison: one
+  colour per arm, top-1 zoomed, the smallest predicted entropy beside ``H_min``).
 """
 
 from __future__ import annotations
@@ -61,23 +62,75 @@ def _run_dirs(run_dirs: Mapping[str, str | Path] | Sequence[str | Path]) -> dict
     return {str(path): Path(path) for path in run_dirs}
 
 
+def _arm(label: str) -> str:
+    """The arm of a ``"<arm>/seed<k>"`` label (a label without ``/`` is its own arm)."""
+    return label.split("/")[0]
+
+
+def _zoom(ax: Any, values: list[float], pad: float = 0.25) -> None:
+    """Limit ``ax``'s y-axis to ``values`` (finite ones) with ``pad`` of their range around."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return
+    low, high = min(finite), max(finite)
+    margin = max((high - low) * pad, 0.05)
+    ax.set_ylim(low - margin, high + margin)
+
+
 def plot(run_dirs: Mapping[str, str | Path] | Sequence[str | Path], path: str | Path) -> Path:
-    """Write one figure of the validation curves (top-1, NLL, ECE, mean entropy per epoch) of
-    several runs to ``path``; ``run_dirs`` maps a legend label to a run directory (or is a
-    list of directories, labelled by their path)."""
+    """Write one figure of the validation curves of several runs to ``path``.
+
+    Panels: top-1 over all epochs, top-1 zoomed on the second half of training (where the
+    arms differ by fractions of a point), NLL, ECE, mean and smallest predicted entropy per
+    epoch (the latter with each ERA arm's ``H_min`` dashed). ``run_dirs`` maps a legend label
+    to a run directory (or is a list of directories, labelled by their path); labels
+    ``"<arm>/seed<k>"`` share their arm's colour, one line style per seed.
+    """
     runs = _run_dirs(run_dirs)
     if not runs:
         raise ValueError("run_dirs must name at least one run directory, got none")
-    panels = (("val_top1", "top-1 (%)"), ("val_nll", "NLL (nats)"), ("val_ece", "ECE"),
-              ("val_entropy_mean", "mean entropy (nats)"))  # fmt: skip
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8), constrained_layout=True)
+    panels = (("val_top1", "top-1 (%)"), ("val_top1", "top-1 (%), second half, zoomed"),
+              ("val_nll", "NLL (nats)"), ("val_ece", "ECE (15 bins)"),
+              ("val_entropy_mean", "mean predicted entropy (nats)"),
+              ("val_entropy_min", "smallest predicted entropy (nats)"))  # fmt: skip
+    arms = list(dict.fromkeys(_arm(label) for label in runs))
+    colours = {arm: f"C{i % 10}" for i, arm in enumerate(arms)}
+    styles = ("-", "--", ":", "-.")
+    fig, axes = plt.subplots(3, 2, figsize=(11, 11), constrained_layout=True)
+    seen: dict[str, int] = {}
+    zoomed: list[float] = []
+    floors: dict[str, float] = {}
     for label, run_dir in runs.items():
         rows = read_jsonl(run_dir / "metrics.jsonl")
-        for ax, (key, _) in zip(axes.flat, panels, strict=True):
-            ax.plot(_column(rows, "epoch"), _column(rows, key), "o-", label=label)
+        arm = _arm(label)
+        style = styles[seen.get(arm, 0) % len(styles)]
+        seen[arm] = seen.get(arm, 0) + 1
+        epochs = _column(rows, "epoch")
+        half = len(rows) // 2
+        for ax, (key, name) in zip(axes.flat, panels, strict=True):
+            values = _column(rows, key)
+            if "zoomed" in name:
+                epochs_shown, values = epochs[half:], values[half:]
+                zoomed += values
+            else:
+                epochs_shown = epochs
+            ax.plot(epochs_shown, values, marker="o", ms=3, ls=style, color=colours[arm],
+                    label=label)  # fmt: skip
+        config_path = run_dir / CONFIG
+        if config_path.is_file():
+            config = json.loads(config_path.read_text())
+            if config.get("era"):
+                floors[arm] = float(config["min_entropy"])
+    _zoom(axes[0, 1], zoomed)
+    for arm, h_min in floors.items():
+        axes[2, 1].axhline(
+            h_min, color=colours[arm], lw=1, ls="--", label=f"{arm}: H_min {h_min:g}"
+        )
     for ax, (_, name) in zip(axes.flat, panels, strict=True):
         ax.set(xlabel="epoch", ylabel=name, title=f"{name} (val)")
+        ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize="small")
+    axes[2, 1].legend(fontsize="small", loc="best")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
