@@ -3,6 +3,7 @@ NumPy references, the ERA prior's Gaussian entropy at its target with no entropy
 input refused (one line, exit 2 from the CLI), exact resume with the planner's state, and a
 short TD-MPC2-ERA run on cartpole-swingup that beats the random policy."""
 
+import os
 import re
 
 import jax
@@ -131,8 +132,8 @@ def test_bad_input_is_refused_naming_the_key(key, value, match, tmp_path, capsys
     assert not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize(("algo", "extra"), [("tdmpc2-era", {}), ("tdmpc2", {"mpc": False})])
-def test_resumed_run_equals_the_uninterrupted_one(algo, extra):
+def test_resumed_run_equals_the_uninterrupted_one():
+    algo = "tdmpc2-era"  # with planning: the warm-start mean must survive the checkpoint
     run = RunConfig(
         algo=algo,
         env="dmc/cartpole-swingup",
@@ -142,7 +143,7 @@ def test_resumed_run_equals_the_uninterrupted_one(algo, extra):
         log_interval=20,
         eval_interval=60,
         checkpoint_interval=20,
-        agent={**TINY, "warmup_steps": 10, **extra},
+        agent={**TINY, "warmup_steps": 10},
     )
     rows, blobs = [], {}
     full = ModelBasedTrainer(run)
@@ -156,11 +157,14 @@ def test_resumed_run_equals_the_uninterrupted_one(algo, extra):
     for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert "eval_return" in rows[-1] and "consistency_loss" in rows[-1]
-    assert ("target_entropy" in rows[-1]) == (algo == "tdmpc2-era")
-    if not extra:  # planning: the warm-start mean is in the state (and so in the checkpoint)
-        assert np.any(np.asarray(full.state["plan_mean"]) != 0)
+    assert rows[-1]["gaussian_entropy"] == pytest.approx(rows[-1]["target_entropy"], abs=1e-4)
+    assert np.any(np.asarray(full.state["plan_mean"]) != 0)  # in the state, so checkpointed
 
 
+@pytest.mark.skipif(
+    not os.environ.get("ERA_CONTROL_LONG_TESTS"),
+    reason="minutes on a CPU (compiling the planner and the update): set ERA_CONTROL_LONG_TESTS=1",
+)
 def test_tdmpc2_era_learns_cartpole_swingup():
     run = RunConfig(
         algo="tdmpc2-era",

@@ -83,7 +83,6 @@ class TDMPC2:
     """TD-MPC2; see the module docstring. Hooks for TD-MPC2-ERA: :meth:`make_head`,
     :meth:`entropy_term`, :meth:`entropy_metrics`."""
 
-    config: TDMPC2Config
     target_entropy: float | None = None
 
     def __init__(self, config: TDMPC2Config, obs_dim: int, action_dim: int, capacity: int):
@@ -128,7 +127,7 @@ class TDMPC2:
         return {"entropy": -jnp.mean(cast(jax.Array, log_prob))}
 
     # ---- the model -----------------------------------------------------------------------
-    def _apply(self, params: Params, *args: jax.Array, method: str, **kwargs: Any) -> Any:
+    def _apply(self, params: Params, *args: Any, method: str, **kwargs: Any) -> Any:
         return self.model.apply(params, *args, method=method, **kwargs)
 
     def encode(self, params: Params, obs: jax.Array) -> jax.Array:

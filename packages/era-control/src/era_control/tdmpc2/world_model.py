@@ -23,7 +23,7 @@ environment set-up, each noted beside it).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import flax.linen as nn
 import jax
@@ -235,7 +235,7 @@ class WorldModel(nn.Module):
             NormedMLP,
             variable_axes={"params": 0},
             split_rngs={"params": True, "dropout": True},
-            in_axes=(None, None),
+            in_axes=cast(Any, (None, None)),  # a tuple is valid; flax annotates an int
             axis_size=cfg.num_q,
         )
         self._qs = ensemble(mlp, cfg.num_bins, dropout=cfg.dropout, zero_out=True)
