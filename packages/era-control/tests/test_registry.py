@@ -15,6 +15,7 @@ from era_control.fast_offpolicy import FastAgent
 from era_control.offpolicy import OffPolicyAgent
 from era_control.ppo import PPOAgent
 from era_control.registry import AlgorithmSpec, get_algorithm, list_algorithms
+from era_control.tdmpc2_agent import TDMPC2
 from era_control.training import TRAINERS, RunConfig, make_algo_config
 
 SRC = Path(era_control.__file__).parent
@@ -24,8 +25,10 @@ def test_list_and_get_algorithms():
     names = era_control.list_algorithms()
     assert names == [
         "sac", "sac-era", "ppo", "ppo-era", "obac", "obac-era", "fasttd3", "fastsac", "fastsac-era",
+        "tdmpc2", "tdmpc2-era",
     ]  # fmt: skip
-    bases = {"off-policy": OffPolicyAgent, "on-policy": PPOAgent, "parallel off-policy": FastAgent}
+    bases = {"off-policy": OffPolicyAgent, "on-policy": PPOAgent, "parallel off-policy": FastAgent,
+             "model-based": TDMPC2}  # fmt: skip
     for name in names:
         spec = era_control.get_algorithm(name)
         assert spec.name == name and dataclasses.is_dataclass(spec.config)

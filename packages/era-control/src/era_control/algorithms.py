@@ -1,7 +1,8 @@
 """The built-in algorithms, registered by name (the one place the names are spelled).
 
 A new algorithm is its own module (a config dataclass and an agent class with the interface of
-:class:`~era_control.offpolicy.OffPolicyAgent` or :class:`~era_control.ppo.PPOAgent`) plus one
+:class:`~era_control.offpolicy.OffPolicyAgent`, :class:`~era_control.ppo.PPOAgent` or
+:class:`~era_control.tdmpc2_agent.TDMPC2`) plus one
 :func:`~era_control.registry.register_algorithm` call here.
 """
 
@@ -17,6 +18,9 @@ from .ppo import PPOERA, PPOAgent, PPOConfig, PPOERAConfig
 from .registry import AlgorithmSpec, register_algorithm
 from .sac import SAC, SACConfig
 from .sac_era import SACERA, SACERAConfig
+from .tdmpc2 import TDMPC2Config
+from .tdmpc2_agent import TDMPC2
+from .tdmpc2_era import TDMPC2ERA, TDMPC2ERAConfig
 
 SAC_SPEC = register_algorithm(
     AlgorithmSpec(
@@ -101,5 +105,24 @@ FASTSAC_ERA_SPEC = register_algorithm(
         "parallel off-policy",
         "FastSAC-ERA: FastTD3 with the ERA head on the actor, its noise kept, no delayed update",
         baseline=FASTTD3_SPEC.name,
+    )
+)
+TDMPC2_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "tdmpc2",
+        TDMPC2Config,
+        TDMPC2,
+        "model-based",
+        "TD-MPC2: latent world model, MPPI seeded by a tanh-Gaussian prior (--set mpc=false: no MPPI)",
+    )
+)
+TDMPC2_ERA_SPEC = register_algorithm(
+    AlgorithmSpec(
+        "tdmpc2-era",
+        TDMPC2ERAConfig,
+        TDMPC2ERA,
+        "model-based",
+        "TD-MPC2-ERA: TD-MPC2 with the ERA head on the policy prior, no entropy term",
+        baseline=TDMPC2_SPEC.name,
     )
 )

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-TRAINER_KINDS = ("off-policy", "on-policy", "parallel off-policy")
+TRAINER_KINDS = ("off-policy", "on-policy", "parallel off-policy", "model-based")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,10 +25,13 @@ class AlgorithmSpec:
       config: the hyper-parameter dataclass; its defaults are the paper's.
       agent: the agent class, called as ``agent(config, obs_dim, action_dim, capacity)``
         for ``"off-policy"``, ``agent(config, obs_dim, action_dim)`` for ``"on-policy"`` and
-        ``agent(config, obs_dim, action_dim, capacity, num_envs)`` for ``"parallel off-policy"``.
+        ``agent(config, obs_dim, action_dim, capacity, num_envs)`` for ``"parallel off-policy"``
+        and ``agent(config, obs_dim, action_dim, capacity)`` for ``"model-based"``.
       trainer: ``"off-policy"`` (one fused learner step per environment step) or
         ``"on-policy"`` (a rollout, then one fused update) or ``"parallel off-policy"`` (one
-        fused learner step per step of ``--num-envs`` parallel environments, at least 2).
+        fused learner step per step of ``--num-envs`` parallel environments, at least 2) or
+        ``"model-based"`` (the off-policy loop with a planner whose state is in the learner
+        state: TD-MPC2).
       description: one line for help texts.
       baseline: for an ERA algorithm, the algorithm it is compared against (the same
         learner with the usual entropy mechanism); ``None`` for the baselines themselves.

@@ -14,6 +14,7 @@ from typing import Any
 
 from .checkpoint import CHECKPOINT
 from .evaluation import evaluate, random_policy_return
+from .model_based_trainer import ModelBasedTrainer
 from .offpolicy_trainer import OffPolicyTrainer, build_agent
 from .onpolicy_trainer import OnPolicyTrainer
 from .parallel_trainer import ParallelOffPolicyTrainer
@@ -24,6 +25,7 @@ from .trainer import Trainer
 __all__ = [
     "CHECKPOINT",
     "TRAINERS",
+    "ModelBasedTrainer",
     "OffPolicyTrainer",
     "OnPolicyTrainer",
     "ParallelOffPolicyTrainer",
@@ -43,6 +45,7 @@ TRAINERS: dict[str, type[Trainer]] = {
     "off-policy": OffPolicyTrainer,
     "on-policy": OnPolicyTrainer,
     "parallel off-policy": ParallelOffPolicyTrainer,
+    "model-based": ModelBasedTrainer,
 }
 
 

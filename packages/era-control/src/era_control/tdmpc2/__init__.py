@@ -1,11 +1,12 @@
 """TD-MPC2's building blocks in JAX/Flax (Hansen et al., 2024): the two-hot discrete
 regression (:mod:`.twohot`), SimNorm and the decoder-free world model (:mod:`.world_model`),
-and MPPI planning in its latent space (:mod:`.planning`). The TD-MPC2 / TD-MPC2-ERA agents
-built from them are not registered yet (docs/control.md lists what remains)."""
+MPPI planning in its latent space (:mod:`.planning`) and the subsequence replay
+(:mod:`.buffer`). The agents built from them are :mod:`era_control.tdmpc2_agent` and
+:mod:`era_control.tdmpc2_era`."""
 
 from __future__ import annotations
 
-from .planning import latent_value, mppi, warm_start
+from .planning import latent_value, mppi, two_q, warm_start
 from .twohot import bin_centres, soft_ce, symexp, symlog, two_hot, two_hot_inv
 from .world_model import NormedMLP, TDMPC2Config, WorldModel, simnorm
 
@@ -22,5 +23,6 @@ __all__ = [
     "symlog",
     "two_hot",
     "two_hot_inv",
+    "two_q",
     "warm_start",
 ]

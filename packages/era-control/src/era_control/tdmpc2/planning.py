@@ -16,11 +16,13 @@ The rounds are a ``jax.lax.scan``; nothing leaves the device.
 
 :func:`latent_value` is TD-MPC2's ``estimate_value``: discounted predicted rewards along the
 latent rollout plus the discounted mean of two random Q-functions at the end, under the
-policy prior's action.
+policy prior's action. :func:`two_q` evaluates just those two members of the ensemble (their
+parameters gathered, so the other members cost nothing).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -41,26 +43,31 @@ def warm_start(prev_mean: jax.Array, first: jax.Array | bool) -> jax.Array:
 
 def mppi(
     key: jax.Array,
-    estimate_value: Callable[[jax.Array], jax.Array],
+    estimate_value: Callable[..., jax.Array],
     init_mean: jax.Array,
     cfg: TDMPC2Config,
     pi_actions: jax.Array | None = None,
     explore: bool = True,
+    keyed: bool = False,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One plan. ``estimate_value(actions (H, N, A)) -> (N,)``; ``init_mean`` is ``(H, A)``;
+    """One plan. ``estimate_value(actions (H, N, A)) -> (N,)`` (with ``keyed``:
+    ``estimate_value(actions, key)``, a fresh key every iteration); ``init_mean`` is ``(H, A)``;
     ``pi_actions`` ``(H, num_pi_trajs, A)`` or ``None``. Returns ``(action (A,), mean (H, A),
     std (H, A))``."""
     horizon, action_dim = init_mean.shape
     num_pi = 0 if pi_actions is None else pi_actions.shape[1]
     k_iter, k_pick, k_noise = jax.random.split(key, 3)
 
-    def iteration(carry, k):
+    def iteration(
+        carry: tuple[jax.Array, jax.Array], k: jax.Array
+    ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
         mean, std = carry
         eps = jax.random.normal(k, (horizon, cfg.num_samples - num_pi, action_dim))
         actions = jnp.clip(mean[:, None] + std[:, None] * eps, -1.0, 1.0)
         if pi_actions is not None:
             actions = jnp.concatenate([pi_actions, actions], 1)
-        value = jnp.nan_to_num(estimate_value(actions))
+        args = (actions, jax.random.fold_in(k, 1)) if keyed else (actions,)
+        value = jnp.nan_to_num(estimate_value(*args))
         elite_value, idx = jax.lax.top_k(value, cfg.num_elites)
         elites = actions[:, idx]
         score = jax.nn.softmax(cfg.temperature * elite_value)
@@ -84,6 +91,20 @@ def _apply(model: WorldModel, params: Any, *args: jax.Array, method: str) -> jax
     return cast(jax.Array, model.apply(params, *args, method=method))
 
 
+def two_q(
+    model: WorldModel, params: Any, qs_params: Any, z: jax.Array, action: jax.Array, key: jax.Array
+) -> jax.Array:
+    """The scalar values ``(2, ...)`` of two distinct members of the Q-ensemble, drawn with
+    ``key``, at ``(z, action)``; ``qs_params`` are the ensemble's parameters (the online or
+    the target ones), the rest of ``params`` is unused."""
+    pair = jax.random.choice(key, model.cfg.num_q, (2,), replace=False)
+    chosen = jax.tree.map(lambda p: p[pair], qs_params)
+    pair_model = WorldModel(dataclasses.replace(model.cfg, num_q=2), model.action_dim)
+    pair_params = {"params": {**params["params"], "_qs": chosen}}
+    logits = _apply(pair_model, pair_params, z, action, method="qs")
+    return two_hot_inv(logits, model.cfg.vmin, model.cfg.vmax)
+
+
 def latent_value(
     model: WorldModel,
     params: Any,
@@ -99,7 +120,9 @@ def latent_value(
     cfg = model.cfg
     k_pi, k_q = jax.random.split(key)
 
-    def step(carry, action):
+    def step(
+        carry: tuple[jax.Array, jax.Array, jax.Array], action: jax.Array
+    ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], None]:
         z, ret, scale = carry
         reward = two_hot_inv(_apply(model, params, z, action, method="reward"), cfg.vmin, cfg.vmax)
         z = _apply(model, params, z, action, method="next")
@@ -110,6 +133,5 @@ def latent_value(
     mu, pre_std = cast(tuple[jax.Array, jax.Array], model.apply(params, z, method="pi"))
     log_std, _ = head.log_std(pre_std)
     action, _ = head.sample(k_pi, mu, log_std)
-    q = two_hot_inv(_apply(model, params, z, action, method="qs"), cfg.vmin, cfg.vmax)
-    pair = jax.random.choice(k_q, cfg.num_q, (2,), replace=False)
-    return ret + scale * jnp.mean(q[pair], 0)
+    q = two_q(model, params, params["params"]["_qs"], z, action, k_q)
+    return ret + scale * jnp.mean(q, 0)

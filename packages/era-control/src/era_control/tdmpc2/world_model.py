@@ -1,5 +1,3 @@
-# Flax `apply` results and the config subclasses are not narrowed for the type checker here yet.
-# pyright: reportArgumentType=false, reportAttributeAccessIssue=false
 """TD-MPC2's decoder-free world model in Flax (Hansen et al., 2024, Sec. 3 / App. A-B).
 
 Every layer but the outputs is "normed": ``Dense -> LayerNorm -> Mish``. With latent ``z``:
@@ -17,13 +15,15 @@ Every layer but the outputs is "normed": ``Dense -> LayerNorm -> Mish``. With la
   Gaussian with ``log_std`` squashed into ``[log_std_min, log_std_max]``; ``"tanh"``:
   TD-MPC2-ERA's, whose Gaussian entropy is the target ``H0`` by construction).
 
-:class:`TDMPC2Config` holds the official defaults of the 5M-parameter model.
+:class:`TDMPC2Config` holds the official defaults of the 5M-parameter model (the authors'
+``config.yaml`` with ``model_size: 5``; the training-loop fields from their online trainer and
+environment set-up, each noted beside it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import flax.linen as nn
 import jax
@@ -87,6 +87,25 @@ class TDMPC2Config:
     discount_min: float = 0.95
     discount_max: float = 0.995
     buffer_size: int = 1_000_000
+    # training loop (the authors' online trainer / envs/__init__.py)
+    episode_length: int = 500  # agent steps per episode: DMC's 1000 at action repeat 2
+    warmup_steps: int = 2500  # seed_steps = max(1000, 5 * episode_length), uniform actions
+    pretrain: bool = True  # once the seed data are in: warmup_steps updates in one go
+    updates_per_step: int = 1  # then one update per agent step
+
+    # --quick: at most this many agent steps, and the fields quick() shrinks
+    QUICK_STEPS: ClassVar[int] = 5000
+    QUICK_FIELDS: ClassVar[tuple[str, ...]] = (
+        "enc_dim",
+        "mlp_dim",
+        "latent_dim",
+        "iterations",
+        "num_samples",
+        "num_elites",
+        "num_pi_trajs",
+        "batch_size",
+        "warmup_steps",
+    )
 
     POSITIVE: ClassVar[tuple[str, ...]] = (
         "num_enc_layers",
@@ -99,7 +118,27 @@ class TDMPC2Config:
         "num_elites",
         "horizon",
         "batch_size",
+        "buffer_size",
+        "episode_length",
+        "updates_per_step",
     )
+
+    def quick(self, steps: int) -> TDMPC2Config:
+        """A CPU-sized copy for a ``steps``-step run: encoder 64, MLP 128, latent 64, MPPI with
+        4 iterations of 128 samples (16 elites, 8 policy trajectories), batch at most 128 and
+        warm-up at most a tenth of the run."""
+        return dataclasses.replace(
+            self,
+            enc_dim=min(self.enc_dim, 64),
+            mlp_dim=min(self.mlp_dim, 128),
+            latent_dim=min(self.latent_dim, 64),
+            iterations=min(self.iterations, 4),
+            num_samples=min(self.num_samples, 128),
+            num_elites=min(self.num_elites, 16),
+            num_pi_trajs=min(self.num_pi_trajs, 8),
+            batch_size=min(self.batch_size, 128),
+            warmup_steps=min(self.warmup_steps, steps // 10),
+        )
 
     def validate(self, action_dim: int) -> None:
         for name in self.POSITIVE:
@@ -129,6 +168,20 @@ class TDMPC2Config:
             raise ValueError(f"need 0 < min_std <= max_std, got {self.min_std}, {self.max_std}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not self.vmin < self.vmax:
+            raise ValueError(f"need vmin < vmax, got {self.vmin}, {self.vmax}")
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError(
+                f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}"
+            )
+        for name in ("tau", "rho", "enc_lr_scale"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        for name in ("lr", "grad_clip_norm", "temperature"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
     def discount(self, episode_length: int) -> float:
         """The authors' heuristic: ``(L/denom - 1) / (L/denom)`` clipped to
@@ -149,7 +202,7 @@ class NormedMLP(nn.Module):
     zero_out: bool = False
 
     @nn.compact
-    def __call__(self, x, deterministic: bool = True):
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         for i, width in enumerate(self.hidden):
             x = _mish(nn.LayerNorm()(nn.Dense(width)(x)))
             if i == 0 and self.dropout > 0:
@@ -182,30 +235,30 @@ class WorldModel(nn.Module):
             NormedMLP,
             variable_axes={"params": 0},
             split_rngs={"params": True, "dropout": True},
-            in_axes=(None, None),
+            in_axes=cast(Any, (None, None)),  # a tuple is valid; flax annotates an int
             axis_size=cfg.num_q,
         )
         self._qs = ensemble(mlp, cfg.num_bins, dropout=cfg.dropout, zero_out=True)
 
-    def encode(self, obs):
+    def encode(self, obs: jax.Array) -> jax.Array:
         return self._encoder(obs)
 
-    def next(self, z, action):
+    def next(self, z: jax.Array, action: jax.Array) -> jax.Array:
         return self._dynamics(jnp.concatenate([z, action], -1))
 
-    def reward(self, z, action):
+    def reward(self, z: jax.Array, action: jax.Array) -> jax.Array:
         """Reward logits ``(..., num_bins)``."""
         return self._reward(jnp.concatenate([z, action], -1))
 
-    def pi(self, z):
+    def pi(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The policy prior's raw ``(mu, pre_std)``, each ``(..., action_dim)``."""
         out = self._pi(z)
         return out[..., : self.action_dim], out[..., self.action_dim :]
 
-    def qs(self, z, action, deterministic: bool = True):
+    def qs(self, z: jax.Array, action: jax.Array, deterministic: bool = True) -> jax.Array:
         """Logits of every Q-function: ``(num_q, ..., num_bins)``."""
         return self._qs(jnp.concatenate([z, action], -1), deterministic)
 
-    def __call__(self, obs, action):
+    def __call__(self, obs: jax.Array, action: jax.Array) -> tuple[Any, ...]:
         z = self.encode(obs)
         return self.next(z, action), self.reward(z, action), self.pi(z), self.qs(z, action)
