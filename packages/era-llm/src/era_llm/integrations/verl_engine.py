@@ -304,7 +304,8 @@ def engine_class() -> type:
             ) -> dict[str, Any]:
                 request = pass_request(micro_batch)
                 if request is None:
-                    return super().prepare_model_outputs(
+                    verl_engine: Any = super()  # verl's registry decorator leaves it untyped
+                    return verl_engine.prepare_model_outputs(
                         output, output_args, micro_batch, logits_processor_func
                     )
                 return era_model_outputs(self, output, output_args, micro_batch, request)
