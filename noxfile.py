@@ -135,6 +135,7 @@ def llm_verl(session: nox.Session) -> None:
         "pytest",
         "packages/era-llm/tests/test_verl.py",
         "packages/era-llm/tests/test_verl_trainer.py",
+        "packages/era-llm/tests/test_verl_engine.py",
         "-p",
         "no:cacheprovider",
         *session.posargs,

@@ -26,15 +26,36 @@ freed before and so counted), and the
 ratios naive / ours (goal: >= 3x faster, >= 2x less memory) and ours ERA / ours plain (goal:
 <= 1.10).
 
+With ``--peers`` the cases are ours against the peers' own functions for the same quantities
+(log-probs with gradient, unscaled entropies without), each with and without ERA's
+per-response scale, and the table goes to ``docs/llm-ops.md`` (section ``llm-peers``):
+
+* ``TRL plain``: TRL's ``selective_log_softmax_and_entropy(logits, labels,
+  entropy_requires_grad=False)`` (TRL's GRPO path);
+* ``TRL ERA``: TRL's ``selective_log_softmax`` on a scaled copy ``logits * c`` (TRL takes one
+  scalar temperature) and ``entropy_from_logits`` of the unscaled logits, without gradient;
+* ``verl plain`` / ``verl ERA``: verl's ``logprobs_from_logits`` on the packed ``[B*T, V]`` rows,
+  as its engine calls it (``ERA``: the rows divided by the per-sample temperature ``1 / c``, the
+  engine's ``_scale_logits_by_temperature``), and ``entropy_from_logits`` without gradient;
+* ``verl ERA, chunked entropy``: the same with ``entropy_from_logits_with_chunking``;
+* the hidden-state path at V152k (``--peers`` only): ``ours ERA from hidden``
+  (``token_logprobs_from_hidden``) against ``TRL ERA from hidden`` / ``verl ERA from hidden``
+  (``lm_head`` as a matmul, then their functions).
+
+On CUDA the peers' functions take their own fused Triton paths where they have them; Liger,
+Cut Cross-Entropy and verl's Triton ``linear_cross_entropy`` are not in this table.
+
 Usage::
 
     python bench/llm_ops.py                      # CPU, B8 x T1024 x V32k
     python bench/llm_ops.py --quick              # CPU, B2 x T256 x V32k, 2 repetitions
     python bench/llm_ops.py --device cuda        # GPU, B16 x T4096 x V152k (+ hidden-state cases)
     python bench/llm_ops.py --write-docs docs/benchmarks.md
+    python bench/llm_ops.py --peers --write-docs docs/llm-ops.md   # B8 x T1024 x V32k, hidden V152k
+    python bench/llm_ops.py --peers --quick      # B2 x T256 x V32k, hidden B1 x T256 x V152k
 
 ``--write-docs`` rewrites the section between ``<!-- bench:llm:start -->`` and
-``<!-- bench:llm:end -->`` in the given file.
+``<!-- bench:llm:end -->`` (``--peers``: ``llm-peers``) in the given file.
 """
 
 from __future__ import annotations
@@ -60,6 +81,23 @@ SHAPES = {
     "cuda": {"batch": 16, "seq": 4096, "vocab": 152_064, "hidden": 3584},
     "cuda-quick": {"batch": 4, "seq": 1024, "vocab": 152_064, "hidden": 3584},
 }
+# the hidden-state path of --peers (on CPU): Qwen2.5's vocabulary
+PEER_HIDDEN_SHAPES = {
+    "cpu": {"batch": 8, "seq": 1024, "vocab": 152_064, "hidden": 1024},
+    "cpu-quick": {"batch": 1, "seq": 256, "vocab": 152_064, "hidden": 256},
+    "cuda": {"batch": 16, "seq": 4096, "vocab": 152_064, "hidden": 3584},
+    "cuda-quick": {"batch": 4, "seq": 1024, "vocab": 152_064, "hidden": 3584},
+}
+PEER_CASES = [
+    "ours ERA",
+    "ours plain",
+    "TRL ERA",
+    "TRL plain",
+    "verl ERA",
+    "verl ERA, chunked entropy",
+    "verl plain",
+]
+PEER_HIDDEN_CASES = ["ours ERA from hidden", "TRL ERA from hidden", "verl ERA from hidden"]
 GOAL_SPEED, GOAL_MEMORY, GOAL_OVERHEAD = 3.0, 2.0, 1.10
 
 
@@ -81,6 +119,51 @@ def naive_logprobs(logits, labels, scale):
             p0 = torch.log_softmax(full[i], dim=-1)
             ents.append(-(p0.exp() * p0).sum(-1))
     return torch.stack(logps), torch.stack(ents)
+
+
+def trl_logprobs(logits, labels, scale):
+    """TRL's functions: ``selective_log_softmax`` (+ ``entropy_from_logits``, no gradient)."""
+    import torch
+    from trl.trainer.utils import (
+        entropy_from_logits,
+        selective_log_softmax,
+        selective_log_softmax_and_entropy,
+    )
+
+    if scale is None:
+        return selective_log_softmax_and_entropy(logits, labels, entropy_requires_grad=False)
+    lp = selective_log_softmax(logits * scale[:, None, None].to(logits.dtype), labels)
+    with torch.no_grad():
+        ent = entropy_from_logits(logits)
+    return lp, ent
+
+
+def verl_logprobs(logits, labels, scale, chunked=False):
+    """verl's functions on the packed rows, as its engine calls them."""
+    import torch
+    from verl.utils.torch_functional import (
+        entropy_from_logits,
+        entropy_from_logits_with_chunking,
+        logprobs_from_logits,
+    )
+
+    b, t, v = logits.shape
+    rows = logits.reshape(b * t, v)
+    with torch.no_grad():
+        ent = entropy_from_logits_with_chunking(rows) if chunked else entropy_from_logits(rows)
+    if scale is not None:
+        temperature = (1.0 / scale).repeat_interleave(t)[:, None]
+        rows = rows / temperature.clamp(min=1e-8).to(rows.dtype)
+    lp = logprobs_from_logits(rows, labels.reshape(-1), inplace_backward=False)
+    return lp.view(b, t), ent.view(b, t)
+
+
+def peer_step(case: str, logits, labels, scale):
+    """The log-probs of one peer case (``TRL ...`` / ``verl ...``), before backward."""
+    era = scale if " ERA" in case else None
+    if case.startswith("TRL"):
+        return trl_logprobs(logits, labels, era)[0]
+    return verl_logprobs(logits, labels, era, chunked="chunked" in case)[0]
 
 
 def run_case(case: str, shape: dict, device: str, reps: int) -> dict:
@@ -121,6 +204,10 @@ def run_case(case: str, shape: dict, device: str, reps: int) -> dict:
             lp = lp.logprobs
         elif case == "naive ERA from hidden":
             lp, _ = naive_logprobs(hidden @ weight.T, labels, scale)
+        elif case.startswith(("TRL", "verl")) and "hidden" in case:
+            lp = peer_step(case.removesuffix(" from hidden"), hidden @ weight.T, labels, scale)
+        elif case.startswith(("TRL", "verl")):
+            lp = peer_step(case, logits, labels, scale)
         else:
             raise ValueError(case)
         lp.sum().backward()
@@ -284,6 +371,66 @@ def table(results: list[dict], shape: dict, device: str, command: str, quick: bo
     return "\n".join(lines + ratios)
 
 
+def peer_table(
+    results: list[dict], shape: dict, hidden: dict, device: str, command: str, quick: bool
+) -> str:
+    """The ``--peers`` table: ours against TRL's and verl's functions, side by side."""
+    by = {r["case"]: r for r in results}
+    threads = results[0].get("threads")
+    lines = [
+        f"### Log-probs + entropies: ours against TRL's and verl's own functions ({device})",
+        "",
+        f"Logits B{shape['batch']} × T{shape['seq']} × V{shape['vocab']}; hidden-state path "
+        f"B{hidden['batch']} × T{hidden['seq']} × D{hidden['hidden']} → V{hidden['vocab']}; "
+        "bfloat16, forward + backward of `sum(logprobs)`, entropies without gradient; ERA "
+        f"cases with scales c ∈ {{2, 1, 0.5}}. `{command}`, {datetime.date.today().isoformat()}, "
+        f"{platform.machine()}" + (f", torch threads {threads}" if threads else "") + ".",
+        "",
+        "| case | time (median) | time (fastest) | CPU time (median) | peak memory (timed steps) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r.get("oom"):
+            lines.append(f"| {r['case']} | out of memory | — | — | — |")
+        else:
+            lines.append(
+                f"| {r['case']} | {r['time_s']:.3f} s | {min(r['times']):.3f} s "
+                f"| {r['cpu_s']:.3f} s | {fmt_mem(r['peak_bytes'])} |"
+            )
+    lines.append("")
+    pairs = [
+        ("TRL ERA", "ours ERA"),
+        ("verl ERA", "ours ERA"),
+        ("verl ERA, chunked entropy", "ours ERA"),
+        ("TRL plain", "ours plain"),
+        ("verl plain", "ours plain"),
+        ("TRL ERA from hidden", "ours ERA from hidden"),
+        ("verl ERA from hidden", "ours ERA from hidden"),
+    ]
+    for peer, ours in pairs:
+        a, b = by.get(peer), by.get(ours)
+        if not a or not b:
+            continue
+        if a.get("oom") or b.get("oom"):
+            who = peer if a.get("oom") else ours
+            lines.append(f"* {peer} vs {ours}: {who} ran out of memory")
+            continue
+        speed = a["time_s"] / max(b["time_s"], 1e-12)
+        memory = a["peak_bytes"] / max(b["peak_bytes"], 1)
+        lines.append(
+            f"* {peer} / {ours}: time {speed:.2f}× (goal > 1×: {'met' if speed > 1 else 'not met'}), "
+            f"peak memory {memory:.2f}× (goal ≥ 1×: {'met' if memory >= 1 else 'not met'})"
+        )
+    if quick:
+        lines += [
+            "",
+            "This is a `--quick` check (small shapes, two timed repetitions), not the "
+            "benchmark: rerun `python bench/llm_ops.py --peers --write-docs docs/llm-ops.md` "
+            "on a quiet machine to replace it.",
+        ]
+    return "\n".join(lines)
+
+
 def write_docs(path: Path, section: str) -> None:
     write_section(path, "llm", section)
 
@@ -294,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per case")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--peers", action="store_true", help="ours against TRL's and verl's own functions"
+    )
     parser.add_argument("--write-docs", type=Path, default=None, metavar="PATH")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--shape-json", default=None, help=argparse.SUPPRESS)
@@ -318,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--device cuda: no CUDA device is available")
     shape = SHAPES[args.device + ("-quick" if args.quick else "")]
     reps = args.reps or (2 if args.quick else 5)
+    if args.peers:
+        return run_peers(args, shape, reps)
     cases = ["naive ERA", "ours ERA", "ours plain", "ours ERA, eager"]
     if args.device == "cuda":
         cases += ["naive ERA from hidden", "ours ERA from hidden"]
@@ -331,6 +483,22 @@ def main(argv: list[str] | None = None) -> int:
     print(section)
     if args.write_docs:
         write_docs(args.write_docs, section)
+    return 0
+
+
+def run_peers(args: argparse.Namespace, shape: dict, reps: int) -> int:
+    hidden = PEER_HIDDEN_SHAPES[args.device + ("-quick" if args.quick else "")]
+    results = []
+    for case in [*PEER_CASES, *PEER_HIDDEN_CASES]:
+        print(f"running {case} ...", file=sys.stderr, flush=True)
+        case_shape = hidden if "hidden" in case else shape
+        results.append(run_child(case, case_shape, args.device, reps, args.threads))
+    command = "python bench/llm_ops.py --peers" + (" --quick" if args.quick else "")
+    command += " --device cuda" if args.device == "cuda" else ""
+    section = peer_table(results, shape, hidden, args.device, command, args.quick)
+    print(section)
+    if args.write_docs:
+        write_section(args.write_docs, "llm-peers", section)
     return 0
 
 

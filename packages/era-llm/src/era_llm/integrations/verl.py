@@ -1,4 +1,4 @@
-"""ERA in an unmodified verl (>= 0.9): a switch on any policy loss, the sync trainer, config keys.
+r"""ERA in an unmodified verl (>= 0.9): a switch on any policy loss, the sync trainer, config keys.
 
 verl already has the hooks ERA needs: a policy-loss registry
 (``verl.trainer.ppo.core_algos.register_policy_loss``), a trainer registry, and per-sample
@@ -12,16 +12,22 @@ policy losses (``vanilla`` with or without clip-higher, ``gspo``, ``clip_cov``, 
 * policy losses ``era`` (``vanilla`` with ERA on), ``era_gspo`` (``gspo`` with ERA on) and
   ``forking`` (the 20 % highest-entropy tokens only);
 * :class:`ERAPolicyLossConfig`, verl's ``PolicyLossConfig`` plus ``era_enable``, ``era_low``,
-  ``era_high``, ``era_k``, ``era_topk_fraction``, ``era_adv_scale`` and ``forking_fraction``.
+  ``era_high``, ``era_k``, ``era_topk_fraction``, ``era_adv_scale``, ``era_logit_topk``,
+  ``era_topk_label`` and ``forking_fraction``.
 
 and :func:`setup` (Ray's ``worker_process_setup_hook``) installs the ERA trainer as verl's
 ``sync`` trainer mode (the mode keeps its name, and with it verl's synchronous replay buffer,
-batch sizes and checkpointing): verl's synchronous trainer plus three steps after the
-advantages are computed, when ERA is on: the ERA scales from the old-log-prob pass's token
-entropies (the unmodified policy) and the advantages; the per-response temperature written
-next to the batch; the old log-probs recomputed under it. The update then runs verl's engine
-with the per-sample temperature and logs ``era/...`` metrics. With ERA and forking off it is
-verl's sync trainer unchanged. ``trainer.v1.trainer_mode=era_sync`` is an alias of ``sync``.
+batch sizes and checkpointing) and, in the workers, ERA's FSDP engine
+(:mod:`era_llm.integrations.verl_engine`) as verl's ``fsdp`` / ``fsdp2`` language-model
+engine. With ERA on, verl's one old-log-prob forward per micro-batch gives the unscaled token
+entropies and the old log-probs under each of the three scales :math:`c \in \{k, 1, 1/k\}`
+(and, with ``era_logit_topk``, over the top-k logits only); after the advantages the trainer
+computes the ERA scales from those entropies and the advantages, keeps each response's old
+log-probs at its scale and writes the per-response temperature next to the batch. The update
+then runs verl's engine with the per-sample temperature (and the top-k stage) and logs
+``era/...`` metrics. With ERA and forking off it is verl's sync trainer unchanged.
+``trainer.v1.trainer_mode=era_sync`` is an alias of ``sync``. An actor on another engine
+(``strategy=megatron``) gets the per-response temperature through a second old-log-prob pass.
 
 Run with :func:`main` (``python -m era_llm.integrations.verl <hydra overrides>``), which adds the
 overrides below (they can also be given by hand to ``python -m verl.trainer.main_ppo``)::
@@ -35,16 +41,20 @@ and then, for ERA: ``+actor_rollout_ref.actor.policy_loss.era_enable=true`` with
 (:class:`~era_llm.era.ERAConfig`'s defaults), e.g.
 ``+actor_rollout_ref.actor.policy_loss.era_low=0.2`` (likewise ``era_high``, ``era_k``).
 
+Top-k stage: ``+actor_rollout_ref.actor.policy_loss.era_logit_topk=20`` (the paper's first
+stage); a label outside the top k gets the authors' constant log-prob by default
+(``era_topk_label=constant``: ratio 1, no gradient) or ours (``era_topk_label=renormalise``).
+
 Limits (:func:`check_verl_config` refuses them when the trainer is built, one line naming the
-setting): verl computes the log-probs itself, so the top-k filter of the paper's first stage
-(``ERAConfig.logit_topk``) is not available here (use the TRL integration or our trainer);
-``use_fused_kernels`` must stay off and the TorchTitan engine is not supported (they take only
-a scalar temperature); rollout-correction bypass mode skips the entropies ERA reads.
+setting): the top-k stage needs an ``fsdp`` / ``fsdp2`` actor; ``use_fused_kernels`` must stay
+off and the TorchTitan engine is not supported (they take only a scalar temperature);
+rollout-correction bypass mode skips the entropies ERA reads.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,14 +68,24 @@ from verl.trainer.ppo.core_algos import (
 from verl.workers.config import PolicyLossConfig
 
 from era_llm.era import ERAConfig, era_scales, stats_to_floats
+from era_llm.integrations.verl_engine import (
+    CANDIDATE_FIELDS,
+    PASS_KEY,
+    TOPK_KEY,
+    TOPK_LABEL_KEY,
+    check_topk_label,
+    select_old_log_probs,
+)
 from era_llm.losses import _forking
 
 __all__ = [
+    "ENGINE_PASS",
     "ERA_LOSS_MODES",
     "ERAPolicyLossConfig",
     "apply_era",
     "apply_forking",
     "check_verl_config",
+    "engine_pass_keys",
     "entry_argv",
     "era_config_from",
     "era_enabled",
@@ -77,6 +97,9 @@ __all__ = [
 # that loss with ``era_enable=true``)
 ERA_LOSS_MODES = {"era": "vanilla", "era_gspo": "gspo"}
 FORKING = "forking"
+# actor strategies whose engine is ERA's (the one-forward old-log-prob pass, the top-k stage);
+# other engines (megatron) take the per-sample temperature with a second old-log-prob pass
+ENGINE_PASS = ("fsdp", "fsdp2")
 
 ENTRY_OVERRIDES = (
     "actor_rollout_ref.actor.policy_loss._target_=era_llm.integrations.verl.ERAPolicyLossConfig",
@@ -99,6 +122,11 @@ class ERAPolicyLossConfig(PolicyLossConfig):
       era_k: the logit factor (scales ``k``, ``1``, ``1/k``).
       era_topk_fraction: share of each response's highest token entropies in its statistic.
       era_adv_scale: divide advantages by the scale (Eq. 17).
+      era_logit_topk: the top-k stage (the paper's first stage uses 20): old and new log-probs
+        over the ``era_logit_topk`` largest logits; 0 for the full softmax.
+      era_topk_label: a label outside the top k: ``"constant"`` (the authors' code: a constant
+        log-prob, ratio 1, no gradient) or ``"renormalise"`` (renormalised over the top k plus
+        the label, with a gradient); see :mod:`era_llm.integrations.verl_engine`.
       forking_fraction: share of highest-entropy tokens trained by ``loss_mode=forking``.
     """
 
@@ -108,6 +136,8 @@ class ERAPolicyLossConfig(PolicyLossConfig):
     era_k: float = _PAPER.k
     era_topk_fraction: float = _PAPER.topk_fraction
     era_adv_scale: bool = _PAPER.adv_scale
+    era_logit_topk: int = 0
+    era_topk_label: str = "constant"
     forking_fraction: float = 0.2
 
     def __post_init__(self) -> None:
@@ -116,6 +146,7 @@ class ERAPolicyLossConfig(PolicyLossConfig):
             parent()
         if era_enabled(self):
             era_config_from(self)  # validates now, with a clear error, rather than mid-run
+            check_topk_label(self.era_topk_label)
         if not 0 < self.forking_fraction <= 1:
             raise ValueError(f"forking_fraction must be in (0, 1], got {self.forking_fraction}")
 
@@ -139,12 +170,16 @@ def era_enabled(policy_loss_cfg: Any) -> bool:
 def era_config_from(policy_loss_cfg: Any) -> ERAConfig:
     """An :class:`ERAConfig` from a verl ``policy_loss`` config (dataclass or DictConfig)."""
     d = ERAConfig()
+    topk = _get(policy_loss_cfg, "era_logit_topk", 0)
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 0:
+        raise ValueError(f"era_logit_topk must be an int >= 0 (0: full softmax), got {topk!r}")
     return ERAConfig(
         low=float(_get(policy_loss_cfg, "era_low", d.low)),
         high=float(_get(policy_loss_cfg, "era_high", d.high)),
         k=float(_get(policy_loss_cfg, "era_k", d.k)),
         topk_fraction=float(_get(policy_loss_cfg, "era_topk_fraction", d.topk_fraction)),
         adv_scale=bool(_get(policy_loss_cfg, "era_adv_scale", d.adv_scale)),
+        logit_topk=topk or None,
     )
 
 
@@ -239,8 +274,20 @@ _register()
 
 
 def setup() -> None:
-    """Ray ``worker_process_setup_hook``: importing this module registered everything."""
+    """Ray ``worker_process_setup_hook``: the ERA trainer (driver) and engine (workers)."""
     _register_trainer()
+    _install_engine()
+
+
+def _install_engine() -> None:
+    """ERA's engine over verl's FSDP one; a process without verl's FSDP engine keeps verl's
+    (the trainer then falls back to a second old-log-prob pass)."""
+    from era_llm.integrations.verl_engine import install_engine
+
+    try:
+        install_engine()
+    except ImportError:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,6 +317,13 @@ def check_verl_config(config: Any) -> None:
         )
     if not era:
         return
+    actor_strategy = config.actor_rollout_ref.actor.get("strategy", "fsdp")
+    if era_config_from(loss_cfg).logit_topk is not None and actor_strategy not in ENGINE_PASS:
+        raise ValueError(
+            f"actor_rollout_ref.actor.policy_loss.era_logit_topk is not supported with "
+            f"actor_rollout_ref.actor.strategy={actor_strategy}: the top-k stage runs in ERA's "
+            "FSDP engine pass; use fsdp or fsdp2, or set era_logit_topk=0"
+        )
     if bool(config.actor_rollout_ref.model.get("use_fused_kernels", False)):
         raise ValueError(
             "actor_rollout_ref.model.use_fused_kernels=true is not supported with ERA: verl's fused "
@@ -347,6 +401,20 @@ def _build_trainer() -> type:
             return self.config.actor_rollout_ref.actor.policy_loss
 
         # batches are TransferQueue's KVBatchMeta (typed Any: that package is optional)
+        def _compute_old_log_prob(self, batch: Any, metrics: dict[str, Any]) -> Any:
+            keys = engine_pass_keys(self.config, old_log_prob=True)
+            if keys is None:
+                return super()._compute_old_log_prob(batch, metrics)
+            batch.extra_info.update(keys)
+            try:
+                out = super()._compute_old_log_prob(batch, metrics)
+            finally:
+                for key in keys:  # the reference pass that follows is verl's own
+                    batch.extra_info.pop(key, None)
+            for key in keys:
+                out.extra_info.pop(key, None)
+            return _store_candidates(self, out)
+
         def _compute_advantage(self, batch: Any, metrics: dict[str, Any]) -> Any:
             batch = super()._compute_advantage(batch, metrics)
             return _era_batch_step(self, batch, metrics)
@@ -358,10 +426,16 @@ def _build_trainer() -> type:
             # override the per-sample field: drop it on the way to the workers
             wg = self.actor_rollout_wg
             original = wg.update_actor
+            keys = engine_pass_keys(self.config, old_log_prob=False) or {}
 
             def update_actor(b: Any, *args: Any, **kwargs: Any) -> Any:
                 b.extra_info.pop("temperature", None)
-                return original(b, *args, **kwargs)
+                b.extra_info.update(keys)  # the top-k stage, when on
+                try:
+                    return original(b, *args, **kwargs)
+                finally:
+                    for key in keys:
+                        b.extra_info.pop(key, None)
 
             wg.update_actor = update_actor
             try:
@@ -403,9 +477,89 @@ def _era_batch_step(trainer: Any, batch: Any, metrics: dict[str, Any]) -> Any:
         partition_id=batch.partition_id,
         fields=TensorDict(out, batch_size=len(batch)),
     )
-    if scale is not None and bool((scale != 1).any()):
+    if scale is None:
+        return batch
+    if set(batch.keys) <= getattr(trainer, "_era_candidates", frozenset()):
+        return _select_old_log_prob(trainer, batch, scale)
+    if bool((scale != 1).any()):  # an engine without ERA's pass: a second forward
         batch = _recompute_old_log_prob(trainer, batch)
     return batch
+
+
+def engine_pass_keys(config: Any, *, old_log_prob: bool) -> dict[str, Any] | None:
+    """The non-tensor keys that ask ERA's engine (:mod:`~era_llm.integrations.verl_engine`)
+    for its pass, or ``None`` when verl's own pass is what is needed: with ERA on an
+    :data:`ENGINE_PASS` actor, the old-log-prob pass always; the update with the top-k stage."""
+    loss_cfg = config.actor_rollout_ref.actor.policy_loss
+    if not era_enabled(loss_cfg):
+        return None
+    if config.actor_rollout_ref.actor.get("strategy", "fsdp") not in ENGINE_PASS:
+        return None
+    cfg = era_config_from(loss_cfg)
+    keys: dict[str, Any] = {}
+    if old_log_prob:
+        keys[PASS_KEY] = cfg.k
+    if cfg.logit_topk is not None:
+        keys[TOPK_KEY] = cfg.logit_topk
+        keys[TOPK_LABEL_KEY] = check_topk_label(str(_get(loss_cfg, "era_topk_label", "constant")))
+    return keys or None
+
+
+def _store_candidates(trainer: Any, batch: Any) -> Any:
+    """After ERA's old-log-prob pass: keep its three candidates' response tokens in
+    TransferQueue (``old_<field>``) and remember that this batch has them."""
+    import transfer_queue as tq  # pyright: ignore[reportMissingImports]
+    from tensordict import TensorDict
+    from verl.workers.utils.padding import response_from_nested
+
+    names = list(CANDIDATE_FIELDS.values())
+    try:
+        data = tq.kv_batch_get(
+            keys=batch.keys,
+            partition_id=batch.partition_id,
+            select_fields=[*names, "response_mask"],
+        )
+    except (KeyError, ValueError) as err:  # an engine without ERA's pass: two passes, then
+        warnings.warn(
+            f"ERA's old-log-prob candidates are missing ({err}); the actor's engine is not ERA's "
+            "(is era_llm.integrations.verl.setup Ray's worker_process_setup_hook?), so the old "
+            "log-probs take a second pass",
+            stacklevel=2,
+        )
+        return batch
+    out = {f"old_{n}": response_from_nested(data[n], data["response_mask"]) for n in names}
+    batch = tq.kv_batch_put(
+        keys=batch.keys,
+        partition_id=batch.partition_id,
+        fields=TensorDict(out, batch_size=len(batch)),
+    )
+    trainer._era_candidates = frozenset(batch.keys)
+    return batch
+
+
+def _select_old_log_prob(trainer: Any, batch: Any, scale: torch.Tensor) -> Any:
+    """Old log-probs under each response's scale, from the candidates of ERA's one pass."""
+    import transfer_queue as tq  # pyright: ignore[reportMissingImports]
+    from tensordict import TensorDict
+    from verl.workers.utils.padding import response_to_nested
+
+    fields = {role: f"old_{name}" for role, name in CANDIDATE_FIELDS.items()}
+    data = tq.kv_batch_get(
+        keys=batch.keys,
+        partition_id=batch.partition_id,
+        select_fields=[*fields.values(), "response_mask"],
+    )
+    nested_mask = data["response_mask"]
+    padded = data.to_padded_tensor()
+    old = select_old_log_probs(scale, {role: padded[f] for role, f in fields.items()})
+    trainer._era_candidates = getattr(trainer, "_era_candidates", frozenset()) - set(batch.keys)
+    return tq.kv_batch_put(
+        keys=batch.keys,
+        partition_id=batch.partition_id,
+        fields=TensorDict(
+            {"old_log_probs": response_to_nested(old, nested_mask)}, batch_size=len(batch)
+        ),
+    )
 
 
 def _recompute_old_log_prob(trainer: Any, batch: Any) -> Any:
