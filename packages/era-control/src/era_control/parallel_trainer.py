@@ -12,6 +12,10 @@ stored, choose the next ``N`` actions. A step of the loop is one transition, so 
 resume: the replay buffer, normaliser and noise scales are in the learner state; each
 environment's running episode is re-simulated from its seed and recorded actions in the worker
 processes.
+
+For an ``mjx/`` id, ``ParallelOffPolicyTrainer(run)`` is a
+:class:`~era_control.mjx_trainer.MJXParallelTrainer`: the environments step on the device,
+inside the learner's jitted program.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ import functools
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .envs import VectorEnv
 from .registry import get_algorithm
-from .trainer import Loop, OnStep, Trainer, Window
+from .run_config import RunConfig
+from .trainer import Loop, OnRow, OnStep, Trainer, Window
 
 
 @functools.lru_cache(maxsize=8)
@@ -46,6 +52,14 @@ def env_workers(instances: int) -> int:
 class ParallelOffPolicyTrainer(Trainer):
     """FastTD3, FastSAC and FastSAC-ERA: ``num_envs`` environments per seed."""
 
+    def __new__(cls, run: RunConfig, *args: Any, **kwargs: Any) -> ParallelOffPolicyTrainer:
+        kind: type[ParallelOffPolicyTrainer] = cls
+        if cls is ParallelOffPolicyTrainer and run.env.startswith("mjx/"):
+            from .mjx_trainer import MJXParallelTrainer
+
+            kind = MJXParallelTrainer
+        return super().__new__(kind)
+
     def make_envs(self) -> tuple[VectorEnv, VectorEnv]:
         run = self.run_config
         n = run.num_envs
@@ -63,7 +77,7 @@ class ParallelOffPolicyTrainer(Trainer):
         )
         return train, evals
 
-    def build(self):
+    def build(self) -> tuple[Any, dict[str, Callable[..., Any]]]:
         run = self.run_config
         capacity = min(self.config.buffer_size, math.ceil(run.steps / run.num_envs))
         obs_dim, action_dim = self.envs.observation_dim, self.envs.action_dim
@@ -121,7 +135,7 @@ class ParallelOffPolicyTrainer(Trainer):
             for t in range(before + 1, loop.step + 1):
                 on_step(t, loop.latest_return)
 
-    def run(self, on_row, **kwargs) -> int:  # the worker processes end with the run
+    def run(self, on_row: OnRow, **kwargs: Any) -> int:  # the worker processes end with the run
         try:
             return super().run(on_row, **kwargs)
         finally:
