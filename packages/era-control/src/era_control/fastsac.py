@@ -47,7 +47,7 @@ class FastSAC(FastAgent[FastSACConfig]):
     def __init__(
         self, config: FastSACConfig, obs_dim: int, action_dim: int, capacity: int, num_envs: int
     ):
-        self.target_entropy: float = total_target_entropy(
+        self.target_entropy = total_target_entropy(
             config.target_entropy_per_dim, action_dim, config.log_std_max
         )
         self.temperature_opt = optax.adam(config.temperature_lr)
@@ -112,9 +112,11 @@ class FastSAC(FastAgent[FastSACConfig]):
         self, extra: dict[str, Any], aux: dict[str, jax.Array]
     ) -> tuple[dict[str, Any], Metrics]:
         entropy = jax.lax.stop_gradient(aux["entropy"])
+        target = self.target_entropy
+        assert target is not None  # set in __init__
 
         def loss_fn(log_alpha: jax.Array) -> jax.Array:
-            return jnp.exp(log_alpha) * (entropy - self.target_entropy)
+            return jnp.exp(log_alpha) * (entropy - target)
 
         loss, grad = jax.value_and_grad(loss_fn)(extra["log_alpha"])
         updates, opt = self.temperature_opt.update(grad, extra["temperature_opt"])

@@ -58,7 +58,7 @@ class FastSACERA(FastAgent[FastSACERAConfig]):
             raise ValueError(f"head must be one of {BOUNDED_HEADS}, got {config.head!r}")
         if config.delta < 0:
             raise ValueError(f"delta must be >= 0, got {config.delta}")
-        self.target_entropy: float = total_target_entropy(
+        self.target_entropy = total_target_entropy(
             config.target_entropy_per_dim, action_dim, config.log_std_max, config.delta
         )
         super().__init__(config, obs_dim, action_dim, capacity, num_envs)

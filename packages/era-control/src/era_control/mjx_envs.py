@@ -165,7 +165,8 @@ class MJXTask:
         self.action_dim = int(self.env.action_size)
         self.observation_dim = int(cast(int, self.env.observation_size))
         self.action_repeat = action_repeat or 1
-        self.episode_length = int(dm_control_suite.get_default_config(name).episode_length)
+        config: Any = dm_control_suite.get_default_config(name)
+        self.episode_length = int(config.episode_length)
         self.max_steps = math.ceil(self.episode_length / self.action_repeat)
 
     # ---- one environment (vmapped by the batched functions below) ---------------------------

@@ -73,7 +73,7 @@ def state_shardings(state: Any, mesh: Mesh) -> Any:
     the entries of :data:`ENV_AXIS` split over ``mesh``, everything else replicated."""
 
     def spec(path: tuple[Any, ...], leaf: Any) -> NamedSharding:
-        axis = ENV_AXIS.get(getattr(path[0], "key", None), None)
+        axis = ENV_AXIS.get(str(getattr(path[0], "key", "")))
         if axis is None or leaf.ndim <= axis:
             return NamedSharding(mesh, P())
         return NamedSharding(mesh, P(*([None] * axis), AXIS))

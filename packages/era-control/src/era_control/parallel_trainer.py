@@ -53,12 +53,11 @@ class ParallelOffPolicyTrainer(Trainer):
     """FastTD3, FastSAC and FastSAC-ERA: ``num_envs`` environments per seed."""
 
     def __new__(cls, run: RunConfig, *args: Any, **kwargs: Any) -> ParallelOffPolicyTrainer:
-        kind: type[ParallelOffPolicyTrainer] = cls
         if cls is ParallelOffPolicyTrainer and run.env.startswith("mjx/"):
             from .mjx_trainer import MJXParallelTrainer
 
-            kind = MJXParallelTrainer
-        return super().__new__(kind)
+            return object.__new__(MJXParallelTrainer)
+        return object.__new__(cls)
 
     def make_envs(self) -> tuple[VectorEnv, VectorEnv]:
         run = self.run_config
