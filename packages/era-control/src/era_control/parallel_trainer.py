@@ -13,9 +13,9 @@ resume: the replay buffer, normaliser and noise scales are in the learner state;
 environment's running episode is re-simulated from its seed and recorded actions in the worker
 processes.
 
-For an ``mjx/`` id, ``ParallelOffPolicyTrainer(run)`` is a
-:class:`~era_control.mjx_trainer.MJXParallelTrainer`: the environments step on the device,
-inside the learner's jitted program.
+For an ``mjx/`` id, :func:`era_control.training.make_trainer` builds a
+:class:`~era_control.mjx_trainer.MJXParallelTrainer` instead: the environments step on the
+device, inside the learner's jitted program.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import numpy as np
 
 from .envs import VectorEnv
 from .registry import get_algorithm
-from .run_config import RunConfig
 from .trainer import Loop, OnRow, OnStep, Trainer, Window
 
 
@@ -51,13 +50,6 @@ def env_workers(instances: int) -> int:
 
 class ParallelOffPolicyTrainer(Trainer):
     """FastTD3, FastSAC and FastSAC-ERA: ``num_envs`` environments per seed."""
-
-    def __new__(cls, run: RunConfig, *args: Any, **kwargs: Any) -> ParallelOffPolicyTrainer:
-        if cls is ParallelOffPolicyTrainer and run.env.startswith("mjx/"):
-            from .mjx_trainer import MJXParallelTrainer
-
-            return object.__new__(MJXParallelTrainer)
-        return object.__new__(cls)
 
     def make_envs(self) -> tuple[VectorEnv, VectorEnv]:
         run = self.run_config
