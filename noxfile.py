@@ -196,7 +196,7 @@ def lint(session: nox.Session) -> None:
 BENCH_ENVIRONMENTS = {
     # domain -> (package to sync, extras, dependency groups of that package)
     "core": ("era-core", ("test",), ()),
-    "control": ("era-control-app", (), ("bench",)),
+    "control": ("era-control-app", ("test",), ("bench",)),  # test: era-control[mjx] too
     "vision": ("era-vision-app", (), ()),
     "llm": ("era-llm-app", (), ()),
 }

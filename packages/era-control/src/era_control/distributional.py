@@ -68,7 +68,7 @@ class _DistributionalQ(nn.Module):
     num_atoms: int
 
     @nn.compact
-    def __call__(self, obs, action):
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([obs, action], -1)
         for width in self.hidden:
             x = nn.relu(nn.Dense(width)(x))
@@ -82,6 +82,6 @@ class DistributionalCritic(nn.Module):
     num_atoms: int
 
     @nn.compact
-    def __call__(self, obs, action):
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         nets = [_DistributionalQ(self.hidden, self.num_atoms) for _ in range(2)]
         return jnp.stack([net(obs, action) for net in nets])

@@ -9,6 +9,9 @@ Ids:
   are rescaled to the environment's box.
 * ``hb/<task>``: a HumanoidBench task (``hb/h1hand-walk-v0``), imported lazily; action repeat 2
   and no episode termination by default, as in the paper.
+* ``mjx/<domain>-<task>``: a DM Control Suite task of MuJoCo Playground on MJX
+  (``mjx/cheetah-run``), stepped on the device inside the parallel off-policy algorithms'
+  program (:mod:`era_control.mjx_envs`), not here: :func:`make_env` refuses it.
 
 Every adapter takes actions in ``[-1, 1]^D``, returns ``float32`` observations, repeats an
 action ``action_repeat`` times (rewards summed) and is reset with an explicit seed, so an
@@ -62,7 +65,7 @@ def default_headless_gl(environ: dict[str, str] | os._Environ[str] = os.environ)
 # Before dm-control, MuJoCo or HumanoidBench is first imported (they read it once).
 default_headless_gl()
 
-PREFIXES = ("dmc/", "gym/", "hb/")
+PREFIXES = ("dmc/", "gym/", "hb/", "mjx/")
 EXAMPLE_IDS = (
     "dmc/cartpole-swingup",
     "dmc/cheetah-run",
@@ -72,7 +75,11 @@ EXAMPLE_IDS = (
     "gym/HalfCheetah-v5",
     "gym/Humanoid-v5",
     "hb/h1hand-walk-v0",
+    "mjx/cheetah-run",
 )
+# the algorithms whose program steps mjx/ environments on the device (registered by
+# era_control.algorithms; spelled here because environment workers load this module alone)
+MJX_ALGOS = ("fasttd3", "fastsac", "fastsac-era")
 HB_INSTALL = (
     "HumanoidBench is not on PyPI. Install it from its upstream source with the pins that work "
     "with dm-control 1.0.50:\n"
@@ -225,6 +232,12 @@ def make_env(
     if not sep or not name:
         raise _unknown(env_id, "expected '<prefix>/<name>'")
     makers = {"dmc": _dmc, "gym": _gym}
+    if prefix == "mjx":
+        raise ValueError(
+            f"{env_id}: mjx/ environments step on the device inside the program of the "
+            f"parallel algorithms ({', '.join(MJX_ALGOS)}, with --num-envs N); this one steps "
+            "host environments (use dmc/, gym/ or hb/)"
+        )
     if prefix == "hb":
         return _hb(name, env_id, action_repeat, standard)
     if prefix not in makers:

@@ -1,5 +1,3 @@
-# Flax `apply` results and the config subclasses are not narrowed for the type checker here yet.
-# pyright: reportArgumentType=false, reportAttributeAccessIssue=false
 """What FastTD3, FastSAC and FastSAC-ERA share: the learner for many parallel environments.
 
 FastTD3 (Seo et al. 2025, arXiv 2505.22642) trains one off-policy learner on ``N`` parallel
@@ -20,7 +18,11 @@ A subclass of :class:`FastAgent` fills in the hooks ``make_head``, ``init_extra`
 ``explore_action``. Per seed the state is a dict pytree (networks, optimiser states, target
 critic, replay buffer ``(capacity, N, ...)``, normaliser statistics, per-env noise scales, PRNG
 key, the pending observations and actions); :meth:`FastAgent.compile` vmaps everything over
-seeds and jits it with the state donated.
+seeds and jits it with the state donated. :meth:`FastAgent.step` takes ``update`` as a Python
+bool (one compiled program each) or as a traced boolean (the updates then sit under a
+``jax.lax.cond``, as the on-device loop of :mod:`era_control.mjx_trainer` uses it). A
+``batch_sharding`` set on the agent is applied to every sampled batch (data parallelism over
+devices; ``None``: no constraint).
 
 Not carried over from FastTD3's PyTorch code: bf16 autocast (XLA on CPU runs float32), n-step
 returns (its HumanoidBench default is 1-step), the learning-rate schedule of its later versions.
@@ -31,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import flax.linen as nn
 import jax
@@ -40,6 +42,15 @@ import optax
 
 from . import distributional as dist
 from .heads import Head
+
+State = dict[str, Any]  # one seed's learner state (see the module docstring)
+Metrics = dict[str, jax.Array]
+Params = Any  # a Flax variable collection
+
+
+def apply(module: nn.Module, params: Params, *args: jax.Array) -> Any:
+    """``module.apply(params, *args)`` (its outputs as the module returns them)."""
+    return module.apply(params, *args)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +97,7 @@ class FastTD3Config:
         )
 
     def validate(self, action_dim: int) -> None:
+        """``ValueError`` naming the first field out of its range."""
         for name in ("batch_size", "buffer_size", "updates_per_step", "policy_frequency"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -117,7 +129,7 @@ class FastActor(nn.Module):
     stochastic: bool
 
     @nn.compact
-    def __call__(self, obs):
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         x = obs
         for width in self.hidden:
             x = nn.relu(nn.Dense(width)(x))
@@ -145,7 +157,7 @@ def buffer_init(capacity: int, num_envs: int, obs_dim: int, action_dim: int) -> 
     }
 
 
-def buffer_add(buffer, **rows) -> dict[str, Any]:
+def buffer_add(buffer: dict[str, Any], **rows: jax.Array) -> dict[str, Any]:
     """Store one parallel step (``rows``: ``obs, action, reward, next_obs, discount``)."""
     capacity = buffer["reward"].shape[0]
     i = buffer["ptr"]
@@ -157,7 +169,7 @@ def buffer_add(buffer, **rows) -> dict[str, Any]:
     return out
 
 
-def buffer_sample(buffer, key, batch_size: int) -> dict[str, jax.Array]:
+def buffer_sample(buffer: dict[str, Any], key: jax.Array, batch_size: int) -> dict[str, jax.Array]:
     """``batch_size`` transitions uniformly (with replacement) over all stored ones."""
     k_t, k_env = jax.random.split(key)
     num_envs = buffer["reward"].shape[1]
@@ -167,10 +179,11 @@ def buffer_sample(buffer, key, batch_size: int) -> dict[str, jax.Array]:
 
 
 def normalizer_init(obs_dim: int) -> dict[str, jax.Array]:
+    """Count 0, mean 0, variance 1."""
     return {"count": jnp.zeros(()), "mean": jnp.zeros(obs_dim), "var": jnp.ones(obs_dim)}
 
 
-def normalizer_update(norm, obs) -> dict[str, jax.Array]:
+def normalizer_update(norm: dict[str, jax.Array], obs: jax.Array) -> dict[str, jax.Array]:
     """Merge the batch ``obs`` ``(N, obs_dim)`` into the running mean and variance."""
     n = obs.shape[0]
     mean, var = jnp.mean(obs, 0), jnp.var(obs, 0)
@@ -181,18 +194,24 @@ def normalizer_update(norm, obs) -> dict[str, jax.Array]:
     return {"count": total, "mean": new_mean, "var": m2 / total}
 
 
-class FastAgent:
-    """Base of the Fast* agents; see the module docstring for the hooks."""
+ConfigT = TypeVar("ConfigT", bound=FastTD3Config)
+
+
+class FastAgent(Generic[ConfigT]):
+    """Base of the Fast* agents (generic in their config class); see the module docstring for
+    the hooks."""
 
     stochastic: ClassVar[bool] = False  # whether the actor has a pre_std output
+    target_entropy: float | None = None  # H0 of the stochastic policies
+    batch_sharding: Any = None  # a jax.sharding.Sharding for every sampled batch, or None
 
     def __init__(
-        self, config: FastTD3Config, obs_dim: int, action_dim: int, capacity: int, num_envs: int
+        self, config: ConfigT, obs_dim: int, action_dim: int, capacity: int, num_envs: int
     ):
         config.validate(action_dim)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.config = config
+        self.config: ConfigT = config
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.capacity, self.num_envs = capacity, num_envs
         self.head: Head | None = self.make_head()
@@ -204,27 +223,50 @@ class FastAgent:
 
     # ---- hooks -------------------------------------------------------------------------
     def make_head(self) -> Head | None:
+        """The policy head (``None``: the deterministic actor)."""
         return None
 
     def init_extra(self) -> dict[str, Any]:
+        """The algorithm's own learned state (FastSAC: the temperature)."""
         return {}
 
-    def target_action(self, actor_params, extra, next_obs, key):
+    def target_action(
+        self, actor_params: Params, extra: dict[str, Any], next_obs: jax.Array, key: jax.Array
+    ) -> tuple[jax.Array, jax.Array | None]:
         """``(a', log pi(a'|s') or None)`` for the critic target."""
         raise NotImplementedError
 
-    def next_value_penalty(self, extra, next_log_prob):
+    def next_value_penalty(
+        self, extra: dict[str, Any], next_log_prob: jax.Array | None
+    ) -> jax.Array | float:
         """Subtracted from every target atom (FastSAC: ``alpha log pi``)."""
         return 0.0
 
-    def actor_loss(self, actor_params, extra, critic_params, obs, key):
+    def actor_loss(
+        self,
+        actor_params: Params,
+        extra: dict[str, Any],
+        critic_params: Params,
+        obs: jax.Array,
+        key: jax.Array,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """``(loss, aux)``; ``aux`` goes to :meth:`update_extra` (``_``-keys are not logged)."""
         raise NotImplementedError
 
-    def update_extra(self, extra, aux) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+    def update_extra(
+        self, extra: dict[str, Any], aux: dict[str, jax.Array]
+    ) -> tuple[dict[str, Any], Metrics]:
+        """The new ``extra`` and its metrics, from the actor loss's ``aux``."""
         return extra, {}
 
-    def explore_action(self, actor_params, extra, obs, key, noise_scale):
+    def explore_action(
+        self,
+        actor_params: Params,
+        extra: dict[str, Any],
+        obs: jax.Array,
+        key: jax.Array,
+        noise_scale: jax.Array,
+    ) -> jax.Array:
         """Actions for the ``N`` environments while collecting data (in ``[-1, 1]``)."""
         raise NotImplementedError
 
@@ -234,38 +276,47 @@ class FastAgent:
         """The actor is updated on every ``actor_every``-th gradient update."""
         return self.config.policy_frequency
 
-    def normalize(self, norm, obs):
+    def normalize(self, norm: dict[str, jax.Array], obs: jax.Array) -> jax.Array:
+        """``(obs - mean) / (std + eps)`` with the running statistics (or ``obs`` unchanged)."""
         if not self.config.obs_normalization:
             return obs
         std = jnp.sqrt(norm["var"])
         return (obs - norm["mean"]) / (std + self.config.normalizer_eps)
 
-    def smoothing_noise(self, key, shape):
+    def smoothing_noise(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
         """TD3's clipped Gaussian target-policy smoothing noise."""
         cfg = self.config
         return jnp.clip(
             cfg.policy_noise * jax.random.normal(key, shape), -cfg.noise_clip, cfg.noise_clip
         )
 
-    def exploration_noise(self, key, shape, noise_scale):
+    def exploration_noise(
+        self, key: jax.Array, shape: tuple[int, ...], noise_scale: jax.Array
+    ) -> jax.Array:
         """FastTD3's per-environment Gaussian noise ``eps * scale_env``."""
         return jax.random.normal(key, shape) * noise_scale[:, None]
 
-    def q_value(self, critic_params, obs, action):
+    def q_value(self, critic_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
         """``min(Q1, Q2)`` (clipped double Q) or their mean, from the categorical critic."""
-        q = dist.expected_value(self.critic.apply(critic_params, obs, action), self.atoms)
+        q = dist.expected_value(apply(self.critic, critic_params, obs, action), self.atoms)
         return q.min(0) if self.config.use_cdq else q.mean(0)
 
-    def draw_noise_scales(self, key):
+    def draw_noise_scales(self, key: jax.Array) -> jax.Array:
+        """One exploration noise scale per environment, ``U[std_min, std_max]``."""
         cfg = self.config
         return jax.random.uniform(key, (self.num_envs,), minval=cfg.std_min, maxval=cfg.std_max)
 
-    def act(self, actor_params, obs):
+    def actor_outputs(self, actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The actor's ``(mu, pre_std)``."""
+        return cast(tuple[jax.Array, jax.Array], apply(self.actor, actor_params, obs))
+
+    def act(self, actor_params: Params, obs: jax.Array) -> jax.Array:
         """The deterministic action ``tanh(mu)`` (evaluation)."""
-        return jnp.tanh(self.actor.apply(actor_params, obs)[0])
+        return jnp.tanh(self.actor_outputs(actor_params, obs)[0])
 
     # ---- state -------------------------------------------------------------------------
-    def init_state(self, key) -> dict[str, Any]:
+    def init_state(self, key: jax.Array) -> State:
+        """A fresh learner state (empty buffer, fresh networks) from ``key``."""
         k_actor, k_critic, k_noise, k_run = jax.random.split(key, 4)
         obs = jnp.zeros((1, self.obs_dim))
         act = jnp.zeros((1, self.action_dim))
@@ -289,7 +340,9 @@ class FastAgent:
         }
 
     # ---- one gradient update -------------------------------------------------------------
-    def critic_update(self, state, batch, key):
+    def critic_update(
+        self, state: State, batch: dict[str, jax.Array], key: jax.Array
+    ) -> tuple[Params, Any, Metrics]:
         """The categorical TD update of both critics; returns the new critic, its optimiser
         state and metrics."""
         cfg = self.config
@@ -300,7 +353,7 @@ class FastAgent:
         discount = cfg.gamma * batch["discount"]
         reward = batch["reward"] - discount * self.next_value_penalty(extra, next_log_prob)
         next_probs = jax.nn.softmax(
-            self.critic.apply(state["critic_target"], batch["next_obs"], next_action), -1
+            apply(self.critic, state["critic_target"], batch["next_obs"], next_action), -1
         )
         project = functools.partial(dist.categorical_projection, atoms=self.atoms)
         targets = jnp.stack([project(p, reward, discount) for p in next_probs])
@@ -310,8 +363,8 @@ class FastAgent:
             targets = jnp.stack([jnp.where(pick, targets[0], targets[1])] * 2)
         targets = jax.lax.stop_gradient(targets)
 
-        def loss_fn(params):
-            logits = self.critic.apply(params, batch["obs"], batch["action"])
+        def loss_fn(params: Params) -> tuple[jax.Array, jax.Array]:
+            logits = apply(self.critic, params, batch["obs"], batch["action"])
             loss = dist.categorical_loss(logits[0], targets[0])
             loss = loss + dist.categorical_loss(logits[1], targets[1])
             return loss, dist.expected_value(logits, self.atoms)
@@ -321,18 +374,20 @@ class FastAgent:
         critic = optax.apply_updates(state["critic"], updates)
         return critic, opt, {"critic_loss": loss, "q_mean": jnp.mean(q)}
 
-    def update(self, state, key):
+    def update(self, state: State, key: jax.Array) -> tuple[State, Metrics]:
         """Critic; actor and extra parameters on every ``actor_every``-th update; target."""
         cfg = self.config
         k_batch, k_next, k_actor = jax.random.split(key, 3)
         batch = buffer_sample(state["buffer"], k_batch, cfg.batch_size)
+        if self.batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
         batch["obs"] = self.normalize(state["norm"], batch["obs"])
         batch["next_obs"] = self.normalize(state["norm"], batch["next_obs"])
         critic, critic_opt, metrics = self.critic_update(state, batch, k_next)
 
         extra = state["extra"]
 
-        def actor_loss_fn(params):
+        def actor_loss_fn(params: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
             return self.actor_loss(params, extra, critic, batch["obs"], k_actor)
 
         (actor_loss, aux), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state["actor"])
@@ -340,7 +395,10 @@ class FastAgent:
         actor = optax.apply_updates(state["actor"], updates)
         new_extra, extra_metrics = self.update_extra(extra, aux)
         now = state["updates"] % self.actor_every == self.actor_every - 1
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(now, a, b), new, old)  # noqa: E731
+
+        def keep(new: Any, old: Any) -> Any:
+            return jax.tree.map(lambda a, b: jnp.where(now, a, b), new, old)
+
         new_state = dict(
             state,
             actor=keep(actor, state["actor"]),
@@ -355,12 +413,38 @@ class FastAgent:
         return new_state, {**metrics, "actor_loss": actor_loss, **logged, **extra_metrics}
 
     # ---- one parallel environment step -------------------------------------------------------
-    def step(self, state, next_obs, reward, terminated, done, obs, *, update: bool):
+    def updates(self, state: State, key: jax.Array) -> tuple[State, Metrics]:
+        """``updates_per_step`` gradient updates in a scan; the last one's metrics."""
+        keys = jax.random.split(key, self.config.updates_per_step)
+        state, metrics = jax.lax.scan(self.update, state, keys)
+        return state, jax.tree.map(lambda m: m[-1], metrics)
+
+    def maybe_updates(
+        self, state: State, key: jax.Array, update: jax.Array
+    ) -> tuple[State, Metrics]:
+        """:meth:`updates` where the traced boolean ``update`` holds, else the state as it is
+        and zero metrics (of the same structure)."""
+        shapes = jax.eval_shape(self.updates, state, key)[1]
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return jax.lax.cond(update, self.updates, lambda s, _: (s, zeros), state, key)
+
+    def step(
+        self,
+        state: State,
+        next_obs: jax.Array,
+        reward: jax.Array,
+        terminated: jax.Array,
+        done: jax.Array,
+        obs: jax.Array,
+        *,
+        update: bool | jax.Array,
+    ) -> tuple[State, jax.Array, Metrics]:
         """Store the ``N`` transitions ``(last_obs, last_action, reward, next_obs)``, update,
         redraw the noise scales of the environments whose episode ended, pick ``N`` actions.
 
         ``next_obs`` is where each environment landed, ``obs`` what to act on now (after an
-        auto-reset they differ). Returns ``(state, action, metrics)``.
+        auto-reset they differ). ``update``: a Python bool (no updates: no metrics), or a
+        traced boolean (zero metrics where it is false). Returns ``(state, action, metrics)``.
         """
         buffer = buffer_add(
             state["buffer"],
@@ -372,19 +456,16 @@ class FastAgent:
         )
         state = dict(state, buffer=buffer)
         key, k_updates, k_noise, k_act = jax.random.split(state["key"], 4)
-        if update:
-            state, metrics = jax.lax.scan(
-                self.update, state, jax.random.split(k_updates, self.config.updates_per_step)
-            )
-            metrics = jax.tree.map(lambda m: m[-1], metrics)
+        if isinstance(update, bool):
+            state, metrics = self.updates(state, k_updates) if update else (state, {})
         else:
-            metrics = {}
+            state, metrics = self.maybe_updates(state, k_updates, update)
         scale = jnp.where(done, self.draw_noise_scales(k_noise), state["noise_scale"])
         state = dict(state, noise_scale=scale, key=key)
         state, action = self._act_on(state, obs, k_act)
         return state, action, metrics
 
-    def _act_on(self, state, obs, key):
+    def _act_on(self, state: State, obs: jax.Array, key: jax.Array) -> tuple[State, jax.Array]:
         norm = normalizer_update(state["norm"], obs)
         action = self.explore_action(
             state["actor"], state["extra"], self.normalize(norm, obs), key, state["noise_scale"]
@@ -392,7 +473,7 @@ class FastAgent:
         action = jnp.clip(action, -1.0, 1.0)
         return dict(state, norm=norm, last_obs=obs, last_action=action), action
 
-    def start(self, state, obs):
+    def start(self, state: State, obs: jax.Array) -> tuple[State, jax.Array]:
         """Set the first observations of a run and choose the first actions."""
         key, k_act = jax.random.split(state["key"])
         return self._act_on(dict(state, key=key), obs, k_act)
@@ -400,17 +481,25 @@ class FastAgent:
     def compile(self) -> dict[str, Any]:
         """Seed-vmapped, jitted ``init``, ``start``, ``step`` and ``act_eval``."""
 
-        def step(state, next_obs, reward, terminated, done, obs, update):
+        def step(
+            state: State,
+            next_obs: jax.Array,
+            reward: jax.Array,
+            terminated: jax.Array,
+            done: jax.Array,
+            obs: jax.Array,
+            update: bool,
+        ) -> tuple[State, jax.Array, Metrics]:
             fn = functools.partial(self.step, update=update)
             return jax.vmap(fn)(state, next_obs, reward, terminated, done, obs)
-
-        def act_eval(state, obs):
-            act = lambda s, o: self.act(s["actor"], self.normalize(s["norm"], o))  # noqa: E731
-            return jax.vmap(act)(state, obs)
 
         return {
             "init": jax.jit(jax.vmap(self.init_state)),
             "start": jax.jit(jax.vmap(self.start), donate_argnums=0),
             "step": jax.jit(step, static_argnames="update", donate_argnums=0),
-            "act_eval": jax.jit(act_eval),
+            "act_eval": jax.jit(jax.vmap(self.act_normalized)),
         }
+
+    def act_normalized(self, state: State, obs: jax.Array) -> jax.Array:
+        """The deterministic action on ``obs`` normalised with ``state``'s statistics."""
+        return self.act(state["actor"], self.normalize(state["norm"], obs))

@@ -1,5 +1,3 @@
-# Flax `apply` results and the config subclasses are not narrowed for the type checker here yet.
-# pyright: reportArgumentType=false, reportAttributeAccessIssue=false
 """FastSAC-ERA (paper App. A.1.5): FastTD3 with ERA on the actor's output.
 
 FastTD3 (:mod:`era_control.fasttd3`) with two changes and nothing else (the paper keeps every
@@ -22,6 +20,7 @@ temperature anywhere**: the critic target is the categorical projection of
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +28,7 @@ import jax.numpy as jnp
 import era_core
 
 from . import heads
-from .fast_offpolicy import FastAgent, FastTD3Config
+from .fast_offpolicy import FastAgent, FastTD3Config, Params
 from .heads import Head, total_target_entropy
 
 BOUNDED_HEADS = ("truncated", "tanh")
@@ -47,7 +46,7 @@ class FastSACERAConfig(FastTD3Config):
     delta: float = 0.0  # constant compensation (0 in the paper's main results)
 
 
-class FastSACERA(FastAgent):
+class FastSACERA(FastAgent[FastSACERAConfig]):
     """FastSAC-ERA: the ERA head fixes the Gaussian's entropy at ``H0 + delta``; no alpha."""
 
     stochastic = True
@@ -65,6 +64,7 @@ class FastSACERA(FastAgent):
         super().__init__(config, obs_dim, action_dim, capacity, num_envs)
 
     def make_head(self) -> Head:
+        """The ERA head of ``config.head`` with target ``H0 + delta``."""
         cfg = self.config
         return heads.make_head(
             cfg.head,
@@ -74,28 +74,39 @@ class FastSACERA(FastAgent):
             log_std_max=cfg.log_std_max,
         )
 
-    def policy(self, actor_params, obs):
+    def policy(self, actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(mu, log_std)`` with the ERA log-std."""
-        mu, pre_std = self.actor.apply(actor_params, obs)
+        mu, pre_std = self.actor_outputs(actor_params, obs)
         log_std, _ = self.era_head.log_std(pre_std, self.config.delta)
         return mu, log_std
 
     @property
     def era_head(self) -> Head:
+        """The head (always built: this policy is stochastic)."""
         assert self.head is not None
         return self.head
 
-    def sample(self, actor_params, obs, key):
+    def sample(self, actor_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """``a ~ pi(.|s)`` (bounded, reparameterised)."""
         mu, log_std = self.policy(actor_params, obs)
         return self.era_head.sample(key, mu, log_std)[0]
 
-    def target_action(self, actor_params, extra, next_obs, key):
+    def target_action(
+        self, actor_params: Params, extra: dict[str, Any], next_obs: jax.Array, key: jax.Array
+    ) -> tuple[jax.Array, None]:
         k_sample, k_noise = jax.random.split(key)
         action = self.sample(actor_params, next_obs, k_sample)
         action = action + self.smoothing_noise(k_noise, action.shape)
         return jnp.clip(action, -1.0, 1.0), None
 
-    def actor_loss(self, actor_params, extra, critic_params, obs, key):
+    def actor_loss(
+        self,
+        actor_params: Params,
+        extra: dict[str, Any],
+        critic_params: Params,
+        obs: jax.Array,
+        key: jax.Array,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         k_sample, k_entropy = jax.random.split(key)
         mu, log_std = self.policy(actor_params, obs)
         action, _ = self.era_head.sample(k_sample, mu, log_std)
@@ -107,7 +118,14 @@ class FastSACERA(FastAgent):
             "target_entropy": jnp.asarray(self.target_entropy),
         }
 
-    def explore_action(self, actor_params, extra, obs, key, noise_scale):
+    def explore_action(
+        self,
+        actor_params: Params,
+        extra: dict[str, Any],
+        obs: jax.Array,
+        key: jax.Array,
+        noise_scale: jax.Array,
+    ) -> jax.Array:
         k_sample, k_noise = jax.random.split(key)
         action = self.sample(actor_params, obs, k_sample)
         return action + self.exploration_noise(k_noise, action.shape, noise_scale)

@@ -13,27 +13,46 @@ Read with :mod:`era_control.fast_offpolicy` (buffer, normaliser, critic update, 
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import jax.numpy as jnp
 
-from .fast_offpolicy import FastAgent, FastTD3Config
+from .fast_offpolicy import FastAgent, FastTD3Config, Params
 
 __all__ = ["FastTD3", "FastTD3Config"]
 
 
-class FastTD3(FastAgent):
+class FastTD3(FastAgent[FastTD3Config]):
     """FastTD3: deterministic actor, per-environment noise scales, delayed actor updates."""
 
     target_entropy = None  # no entropy target
 
-    def target_action(self, actor_params, extra, next_obs, key):
-        mu, _ = self.actor.apply(actor_params, next_obs)
+    def target_action(
+        self, actor_params: Params, extra: dict[str, Any], next_obs: jax.Array, key: jax.Array
+    ) -> tuple[jax.Array, None]:
+        mu, _ = self.actor_outputs(actor_params, next_obs)
         action = jnp.tanh(mu) + self.smoothing_noise(key, mu.shape)
         return jnp.clip(action, -1.0, 1.0), None
 
-    def actor_loss(self, actor_params, extra, critic_params, obs, key):
+    def actor_loss(
+        self,
+        actor_params: Params,
+        extra: dict[str, Any],
+        critic_params: Params,
+        obs: jax.Array,
+        key: jax.Array,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         action = self.act(actor_params, obs)
         return -jnp.mean(self.q_value(critic_params, obs, action)), {}
 
-    def explore_action(self, actor_params, extra, obs, key, noise_scale):
+    def explore_action(
+        self,
+        actor_params: Params,
+        extra: dict[str, Any],
+        obs: jax.Array,
+        key: jax.Array,
+        noise_scale: jax.Array,
+    ) -> jax.Array:
         action = self.act(actor_params, obs)
         return action + self.exploration_noise(key, action.shape, noise_scale)

@@ -12,6 +12,10 @@ stored, choose the next ``N`` actions. A step of the loop is one transition, so 
 resume: the replay buffer, normaliser and noise scales are in the learner state; each
 environment's running episode is re-simulated from its seed and recorded actions in the worker
 processes.
+
+For an ``mjx/`` id, :func:`era_control.training.make_trainer` builds a
+:class:`~era_control.mjx_trainer.MJXParallelTrainer` instead: the environments step on the
+device, inside the learner's jitted program.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import functools
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .envs import VectorEnv
 from .registry import get_algorithm
-from .trainer import Loop, OnStep, Trainer, Window
+from .trainer import Loop, OnRow, OnStep, Trainer, Window
 
 
 @functools.lru_cache(maxsize=8)
@@ -63,7 +68,7 @@ class ParallelOffPolicyTrainer(Trainer):
         )
         return train, evals
 
-    def build(self):
+    def build(self) -> tuple[Any, dict[str, Callable[..., Any]]]:
         run = self.run_config
         capacity = min(self.config.buffer_size, math.ceil(run.steps / run.num_envs))
         obs_dim, action_dim = self.envs.observation_dim, self.envs.action_dim
@@ -121,7 +126,7 @@ class ParallelOffPolicyTrainer(Trainer):
             for t in range(before + 1, loop.step + 1):
                 on_step(t, loop.latest_return)
 
-    def run(self, on_row, **kwargs) -> int:  # the worker processes end with the run
+    def run(self, on_row: OnRow, **kwargs: Any) -> int:  # the worker processes end with the run
         try:
             return super().run(on_row, **kwargs)
         finally:

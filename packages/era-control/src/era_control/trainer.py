@@ -15,7 +15,8 @@ whole learner state, what the loop needs to continue and the environments' runni
 Hooks (:class:`~era_control.offpolicy_trainer.OffPolicyTrainer`,
 :class:`~era_control.onpolicy_trainer.OnPolicyTrainer`): ``build`` (agent and compiled
 functions), ``make_envs`` (training and evaluation environments), ``start`` (a fresh :class:`Loop`), ``restore`` (a :class:`Loop` from a checkpoint
-dict), ``advance`` (collect + update), ``checkpoint_extras`` and ``row_prefix``.
+dict), ``advance`` (collect + update), ``checkpoint_extras``, ``row_prefix`` and
+``evaluate_policy``.
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ class Trainer:
         """Columns every row has before the learner's metrics."""
         return {}
 
+    def evaluate_policy(self, loop: Loop) -> np.ndarray:
+        """The mean evaluation return per seed of the current policy
+        (:func:`era_control.evaluation.evaluate` on the evaluation environments)."""
+        act = functools.partial(self.fns["act_eval"], loop.state)
+        return evaluate(act, self.eval_envs, loop.step, self.run_config.eval_episodes)
+
     # ---- shared --------------------------------------------------------------------------
     @property
     def target_entropy(self) -> float | None:
@@ -190,8 +197,7 @@ class Trainer:
                 continue
             evals = None
             if final or _crossed(before, loop.step, run.eval_interval):
-                act = functools.partial(self.fns["act_eval"], loop.state)
-                evals = evaluate(act, self.eval_envs, loop.step, run.eval_episodes)
+                evals = self.evaluate_policy(loop)
             for row in self.rows(loop, window, evals):
                 on_row(row)
             window = Window.open(len(self.seeds), loop.step)

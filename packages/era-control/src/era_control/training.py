@@ -14,6 +14,8 @@ from typing import Any
 
 from .checkpoint import CHECKPOINT
 from .evaluation import evaluate, random_policy_return
+from .mjx_envs import is_mjx_id
+from .mjx_trainer import MJXParallelTrainer
 from .model_based_trainer import ModelBasedTrainer
 from .offpolicy_trainer import OffPolicyTrainer, build_agent
 from .onpolicy_trainer import OnPolicyTrainer
@@ -50,8 +52,13 @@ TRAINERS: dict[str, type[Trainer]] = {
 
 
 def make_trainer(run: RunConfig) -> Trainer:
+    """The trainer of ``run``'s algorithm kind (for a parallel algorithm on an ``mjx/`` id, the
+    on-device :class:`~era_control.mjx_trainer.MJXParallelTrainer`)."""
     run.validate()
-    return TRAINERS[get_algorithm(run.algo).trainer](run)
+    kind = get_algorithm(run.algo).trainer
+    if kind == "parallel off-policy" and is_mjx_id(run.env):
+        return MJXParallelTrainer(run)
+    return TRAINERS[kind](run)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,109 @@
+"""era-control-train on an ``mjx/`` environment: the usual run directory and exact ``--resume``
+from the command line, and bad input as one error line with exit status 2 and no run dir."""
+
+import json
+import os
+import tempfile
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "era-control-jax-cache")
+)
+
+import pytest
+
+pytest.importorskip("mujoco_playground", reason="the mjx extra (era-control[mjx]) is not installed")
+
+from era_control_app.train import main
+
+from era_core.runlog import read_jsonl
+
+# the run of packages/era-control/tests/test_mjx.py (same config: its compiled program is reused)
+RUN = [
+    "--algo",
+    "fastsac-era",
+    "--env",
+    "mjx/pendulum-swingup",
+    "--num-envs",
+    "4",
+    "--steps",
+    "96",
+    "--seeds",
+    "2",
+    "--action-repeat",
+    "50",
+    "--log-interval",
+    "32",
+    "--eval-interval",
+    "96",
+    "--checkpoint-interval",
+    "32",
+    "--eval-episodes",
+    "2",
+    "--set",
+    "actor_hidden=[32, 16]",
+    "--set",
+    "critic_hidden=[32, 16]",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "num_atoms=11",
+    "--set",
+    "v_min=-20.0",
+    "--set",
+    "v_max=20.0",
+    "--set",
+    "learning_starts=2",
+    "--set",
+    "updates_per_step=1",
+    "--no-progress",
+    "--no-tensorboard",
+]
+TIMING = {"updates_per_s", "env_steps_per_s"}
+
+
+def _rows(run_dir):
+    return [
+        {k: v for k, v in r.items() if k not in TIMING}
+        for r in read_jsonl(run_dir / "metrics.jsonl")
+    ]
+
+
+def test_mjx_run_writes_the_usual_files_and_resumes_exactly(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main([*RUN, "--out", str(full)]) == 0
+    for name in ("config.json", "metrics.csv", "metrics.jsonl", "curves.png", "DONE"):
+        assert (full / name).exists(), name
+    assert json.loads((full / "config.json").read_text())["num_envs"] == 4
+    assert main([*RUN, "--out", str(part), "--stop-at", "48"]) == 0
+    assert not (part / "DONE").exists()
+    assert main(["--resume", str(part), "--no-progress", "--no-tensorboard"]) == 0
+    assert _rows(part) == _rows(full)
+    assert {r["step"] for r in _rows(full)} == {32, 64, 96}
+
+
+@pytest.mark.parametrize(
+    ("env", "extra", "needle"),
+    [
+        ("mjx/cartpole-fly", [], "not a DM Control Suite task"),
+        ("mjx/Go1JoystickFlatTerrain", [], "not available offline"),
+        ("mjx/pendulum-swingup", ["--num-envs", "0"], "must be >= 1, got 0"),
+    ],
+)
+def test_bad_mjx_input_exits_2_with_one_error_line(tmp_path, capsys, env, extra, needle):
+    out = tmp_path / "bad"
+    argv = ["--algo", "fastsac-era", "--env", env, "--num-envs", "4", *extra]
+    with pytest.raises(SystemExit) as err:
+        main([*argv, "--steps", "64", "--out", str(out), "--no-progress"])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert needle in lines[-1] and "Traceback" not in "\n".join(lines)
+    assert not out.exists()
+
+
+def test_a_host_algorithm_refuses_an_mjx_env(tmp_path, capsys):
+    out = tmp_path / "bad"
+    with pytest.raises(SystemExit) as err:
+        main(["--algo", "sac", "--env", "mjx/cheetah-run", "--steps", "64", "--out", str(out)])
+    assert err.value.code == 2 and "step on the device" in capsys.readouterr().err
+    assert not out.exists()
