@@ -163,7 +163,7 @@ def write_summary(out: Path, configs: list[TrainConfig], wall: dict[str, float])
     return out
 
 
-def _fmt(v):
+def _fmt(v: object) -> object:
     return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
 
 
@@ -180,7 +180,7 @@ def _aggregate(rows: list[dict]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def _markdown(aggregate, base: TrainConfig, n_seeds: int) -> str:
+def _markdown(aggregate: dict[str, dict[str, list[float]]], base: TrainConfig, n_seeds: int) -> str:
     cols = [
         ("final_eval_accuracy", "final acc. (greedy)", 100),
         ("tail_accuracy", "acc. last 20% (sampled)", 100),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -35,7 +36,7 @@ def _smooth(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _band(ax, low: float, high: float, data_max: float) -> None:
+def _band(ax: Any, low: float, high: float, data_max: float) -> None:
     """Shade the band and zoom on the data: the band's top may be far above it."""
     ax.axhspan(low, high, color="tab:green", alpha=0.12, label=f"ERA band [{low:g}, {high:g}]")
     ax.axhline(low, color="tab:green", lw=0.8, ls="--")
