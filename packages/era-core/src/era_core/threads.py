@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import warnings
@@ -89,20 +90,18 @@ class ThreadPlan:
         """The plan a ``config.json`` recorded; ``None`` when it holds none or a broken one."""
         if not isinstance(data, Mapping):
             return None
-        threads, interop = data.get("threads"), data.get("interop", 1)
-        if not _positive_int(threads) or not _positive_int(interop):
+        threads, interop = _count(data.get("threads")), _count(data.get("interop", 1))
+        if threads is None or interop is None:
             return None
-        cores = data.get("cores")
-        return cls(
-            threads,
-            interop,
-            cores if _positive_int(cores) else usable_cores(),
-            str(data.get("rule", "")),
-        )
+        cores = _count(data.get("cores")) or usable_cores()
+        return cls(threads, interop, cores, str(data.get("rule", "")))
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _count(value: Any) -> int | None:
+    """``value`` if it is a count (an integer >= 1, not a bool), else ``None``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return None
 
 
 def choose_threads(
@@ -130,7 +129,7 @@ def choose_threads(
         not isinstance(requested, int) or isinstance(requested, bool) or requested < 0
     ):
         raise ValueError(f"{flag} {requested!r} must be an integer >= 0 (0: the app's choice)")
-    if not _positive_int(default):
+    if _count(default) is None:
         raise ValueError(f"default must be an integer >= 1, got {default!r}")
     cores = usable_cores()
     if requested:
@@ -153,13 +152,13 @@ def apply_blas(plan: ThreadPlan, environ: MutableMapping[str, str] | None = None
         env.setdefault(name, str(plan.threads))
     if environ is not None:
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it only the child processes follow the plan
+    try:  # optional (not a dependency): without it only the child processes follow the plan
+        threadpoolctl = importlib.import_module("threadpoolctl")
+    except ImportError:
         return
     with warnings.catch_warnings():  # its notes on mixed OpenMP runtimes are not the user's
         warnings.simplefilter("ignore")
-        threadpool_limits(plan.threads)
+        threadpoolctl.threadpool_limits(plan.threads)
 
 
 def apply_torch(plan: ThreadPlan) -> ThreadPlan:
