@@ -77,6 +77,7 @@ NEW_FLAGS = {
     ("--timm-dataset", "timm_dataset", None, None, None, "_StoreAction"),
     ("--train-split", "train_split", None, None, None, "_StoreAction"),
     ("--val-split", "val_split", None, None, None, "_StoreAction"),
+    ("--threads", "threads", None, "int", None, "_StoreAction"),
 }
 ALL_FLAGS = FLAGS | NEW_FLAGS
 OPTION_STRINGS = (

@@ -34,11 +34,14 @@ def figure(runs: list[Run], out: Path, title: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="era-control-compare", description=__doc__.split("\n")[0])
+    description = "Put finished (or running) era-control-train runs side by side."
+    parser = argparse.ArgumentParser(prog="era-control-compare", description=description)
     parser.add_argument("runs", nargs="+", type=Path, help="era-control-train run directories")
     parser.add_argument("--out", type=Path, help="PNG of the curves (default: none)")
-    parser.add_argument("--last", type=int, default=3, help="evaluations averaged in the table")
-    parser.add_argument("--title", help="figure title")
+    parser.add_argument(
+        "--last", type=int, default=3, help="evaluations averaged in the table (default: 3)"
+    )
+    parser.add_argument("--title", help="figure title (default: 'mean ± std over seeds')")
     args = parser.parse_args(argv)
     if args.last < 1:
         parser.error(f"--last must be >= 1, got {args.last}")

@@ -8,12 +8,14 @@ import argparse
 import copy
 import dataclasses
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from era_control import get_algorithm, list_algorithms
-from era_control.training import make_algo_config
-from era_core.cli import option
+from era_control.training import RunConfig, make_algo_config
+from era_core.cli import check_field_types, option
+from era_core.threads import CONFIG_KEY as THREADS_KEY
 
 from .presets import load_preset, preset_agent
 
@@ -127,6 +129,8 @@ def align_intervals(run: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as ``{key: value}``: the value read as TOML (``8``, ``1e-3``,
+    ``[256, 256]``, ``true``), else kept as the string given."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -137,6 +141,41 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             out[key.strip().replace("-", "_")] = value
     return out
+
+
+# flags that hold a count: (flag dest, smallest valid value)
+_AT_LEAST = {
+    "steps": 1,
+    "seeds": 1,
+    "seed": 0,
+    "action_repeat": 1,
+    "num_envs": 1,
+    "log_interval": 1,
+    "eval_interval": 1,
+    "eval_episodes": 1,
+    "checkpoint_interval": 1,
+}
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """``ValueError`` naming the flag for a count given out of range (before any arithmetic
+    on it: a log interval of 0 would divide by zero)."""
+    for dest, low in _AT_LEAST.items():
+        value = getattr(args, dest, None)
+        if value is not None and value < low:
+            flag = "--" + dest.replace("_", "-")
+            raise ValueError(f"{flag} {value} is out of range: it must be an integer >= {low}")
+
+
+def check_agent(algo: str, agent: dict[str, Any], given: Collection[str]) -> None:
+    """The types of the hyper-parameter overrides of ``algo``; the keys in ``given`` came from
+    ``--set``, the others from the preset or a stored ``config.json``."""
+    cls = get_algorithm(algo).config
+
+    def where(key: str) -> str:
+        return f"--set {key}" if key in given else f"hyper-parameter {key}"
+
+    check_field_types(agent, cls, where)
 
 
 def _from_preset(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,7 +198,9 @@ def _from_preset(args: argparse.Namespace) -> dict[str, Any]:
     run["action_repeat"] = None
     run.update(default_intervals(max(int(steps), 1)))
     run["eval_episodes"] = 1
-    run.update(preset.get("run", {}))
+    settings = preset.get("run", {})
+    check_field_types(settings, RunConfig, lambda key: f"--config {args.config} [run] {key}")
+    run.update(settings)
     run["agent"] = preset_agent(preset, args.algo)
     return run
 
@@ -167,7 +208,13 @@ def _from_preset(args: argparse.Namespace) -> dict[str, Any]:
 def resolve(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run config (a RunConfig dict) from ``base`` (a stored run, for --resume) or from
     the defaults and preset, then the flags given, then ``--quick``."""
+    check_flags(args)
     run = copy.deepcopy(base) if base is not None else _from_preset(args)
+    if base is not None:  # a stored config.json, maybe edited by hand
+        fields = {k: v for k, v in run.items() if k not in ("agent", THREADS_KEY)}
+        check_field_types(fields, RunConfig, lambda key: f"config.json {key}")
+        if not isinstance(run.get("agent", {}), dict):
+            raise ValueError(f"config.json agent={run['agent']!r} is not valid: it must be a table")
     for dest, name in RUN_FLAGS.items():
         value = getattr(args, dest)
         if value is not None:
@@ -178,11 +225,13 @@ def resolve(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dic
                 run[key] = value
         align_intervals(run, keep=tuple(k for k in RUN_INTERVALS if getattr(args, k) is not None))
     agent = dict(run["agent"])
-    agent.update(parse_set(args.set))
+    overrides = parse_set(args.set)
+    agent.update(overrides)
     if args.target_entropy_per_dim is not None:
         agent.pop("entropy_per_dim", None)  # the field's older name, as --set may give it
         agent["target_entropy_per_dim"] = args.target_entropy_per_dim
     run["agent"] = agent
+    check_agent(run["algo"], agent, overrides)
     if args.quick:
         run = quick(run)
     if run["steps"] < 1:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from era_control import get_algorithm, list_algorithms
+from era_core import threads
 from era_core.cli import add_dataclass_arguments, dataclass_from_args, option
 
 from . import training
@@ -32,6 +33,7 @@ from .config import (  # noqa: F401  (re-exported: the names this module has alw
     RUN_FLAGS,
     RUN_GROUP,
     RUN_INTERVALS,
+    THREADS_KEY,
     RunFlags,
     align_intervals,
     default_intervals,
@@ -44,8 +46,11 @@ from .results import Run
 from .results import summarize as _summarize
 
 RUN_DIR_GROUP = "preset, run directory and output"
+# One thread per XLA op on CPU: the networks are small (at most 2x512 on batches of 256), and
+# splitting their ops over threads gains little and loses much on a shared machine.
+DEFAULT_THREADS = 1
 USAGE = """%(prog)s --algo ALGO [--env ID] --out DIR [options]
-       %(prog)s --resume DIR [--no-progress] [--no-tensorboard]
+       %(prog)s --resume DIR [--no-progress] [--no-tensorboard] [--threads N]
        %(prog)s --list-configs"""
 
 
@@ -79,6 +84,15 @@ class RunOptions:
         default=False, metadata=_opt("no TensorBoard files", action="store_true")
     )
     no_progress: bool = field(default=False, metadata=_opt("no progress bar", action="store_true"))
+    threads: int = field(
+        default=0,
+        metadata=_opt(
+            "CPU threads of XLA and of the BLAS pools; 0: the resumed run's count, else "
+            f"{DEFAULT_THREADS} (one thread per op: the networks are small); recorded in "
+            f"config.json ({THREADS_KEY})",
+            metavar="N",
+        ),
+    )
     stop_at: int | None = field(default=None, metadata=_opt("stop at this step (tests)"))
 
 
@@ -99,17 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     flags["algo"].help = f"required unless --resume: {'; '.join(_algo_help(a) for a in algos)}"
     flags["num_envs"].help = (
         f"parallel environments per seed, in worker processes ({', '.join(parallel)}: N >= 2, "
-        "--steps then counts transitions; the other algorithms: 1)"
+        "--steps then counts transitions; the other algorithms: 1) (default: 1)"
     )
     groups[RUN_GROUP].add_argument(  # a repeatable KEY=VALUE has no dataclass-field form
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override an algorithm hyper-parameter (TOML value), e.g. --set hidden=[256,256]",
+        help="override an algorithm hyper-parameter (TOML value), e.g. --set hidden=[256,256]; "
+        "repeatable (default: the preset's or the algorithm's values)",
     )
     options = add_dataclass_arguments(p, RunOptions, groups=groups)
-    options["config"].help = f"preset name or TOML path; presets: {', '.join(preset_names())}"
+    presets = ", ".join(preset_names())
+    options["config"].help = f"preset name or TOML path; presets: {presets} (default: none)"
     options["stop_at"].help = argparse.SUPPRESS  # tests: simulate a kill
     return p
 
@@ -127,9 +143,28 @@ def _open(args: argparse.Namespace, opts: RunOptions) -> dict[str, Any]:
     """The run config: the stored one (checked against the flags) for ``--resume``, else from
     the flags, the preset and the defaults; nothing is written yet."""
     if opts.resume is not None:
+        if opts.config is not None:
+            raise training.RunError(
+                f"--config {opts.config} cannot be combined with --resume: a resumed run keeps "
+                f"the settings stored in {opts.resume}/config.json"
+            )
         return training.resume_config(opts.resume, opts.out, lambda s: resolve(args, base=s))
     training.check_out(opts.out)
     return resolve(args)
+
+
+def choose_threads(opts: RunOptions, run: dict[str, Any]) -> dict[str, Any]:
+    """Pick and set the run's CPU threads (``era_core.threads``: ``--threads``, else the
+    resumed run's record in ``run``, else :data:`DEFAULT_THREADS`) before JAX starts its
+    backend; removes the record from ``run`` and returns the new one for ``config.json``."""
+    plan = threads.choose_threads(
+        opts.threads,
+        default=DEFAULT_THREADS,
+        reason="one thread per XLA op: small networks",
+        stored=run.pop(THREADS_KEY, None),
+    )
+    threads.apply_blas(plan)
+    return {**plan.to_dict(), "xla_flags": threads.apply_xla(plan)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     try:
         run_dict = _open(args, opts)
+        cpu_threads = choose_threads(opts, run_dict)
     except ValueError as err:
         parser.error(str(err))
 
@@ -154,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = RunConfig.from_dict(run_dict)
         trainer = make_trainer(config)
-        run, resume = training.open_run(config.to_dict(), out=opts.out, resume=opts.resume)
+        stored = {**config.to_dict(), THREADS_KEY: cpu_threads}
+        run, resume = training.open_run(stored, out=opts.out, resume=opts.resume)
     except (ValueError, ImportError, TypeError) as err:
         parser.error(str(err))
 

@@ -1,6 +1,7 @@
 """One ``era-control-train`` run in its run directory, on the shared lifecycle ``era_core.runs``.
 
-* :func:`check_out`: ``--out`` must be new or empty (checked before anything is built).
+* :func:`check_out`: ``--out`` must be new or empty, and creatable or writable (checked
+  before anything is built).
 * :func:`resume_config`: the stored config of ``--resume DIR`` and the one the given flags make
   of it, which must be equal (every difference is named by its flag).
 * :func:`open_run`: the :class:`era_core.runs.Run` (new: ``config.json`` written; resumed: a
@@ -30,6 +31,7 @@ from era_control.run_config import RunConfig
 from era_control.trainer import Trainer
 from era_core import runs
 from era_core.runs import RunError
+from era_core.threads import CONFIG_KEY as THREADS_KEY
 
 from .results import plot, summarize
 
@@ -51,12 +53,18 @@ def check_out(out: Path | None) -> Path:
     """``out`` as a path; ``RunError`` if it is missing, a file or a non-empty directory."""
     if out is None:
         raise RunError("--out DIR is required (or --resume DIR)")
-    status = runs.run_status(out, checkpoint=CHECKPOINT)
+    try:
+        status = runs.run_status(out, checkpoint=CHECKPOINT)
+    except OSError as error:  # e.g. a folder on the way that may not be listed
+        raise RunError(f"--out {str(out)!r}: cannot be read ({error.strerror})") from None
+    if status == "foreign" and Path(out).exists() and not Path(out).is_dir():
+        raise RunError(f"--out {str(out)!r}: is a file, not a directory; choose a new directory")
     if status not in ("absent", "empty"):
         raise RunError(
             f"--out {out} exists and is not empty; use --resume {out} to continue it, or "
             "choose a new directory"
         )
+    runs.check_new_run(out, checkpoint=CHECKPOINT)  # a folder that cannot be created or written
     return Path(out)
 
 
@@ -90,14 +98,41 @@ def resume_config(
 
 
 class Resume(NamedTuple):
-    """A checkpoint to continue from: its bytes as stored and the step it was written at."""
+    """A checkpoint to continue from: its bytes as stored, the step it was written at and the
+    run config it was written with (``None`` in a checkpoint that does not record it)."""
 
     blob: bytes
     step: int
+    run: dict[str, Any] | None = None
 
 
 def _read_resume(data: bytes) -> Resume:
-    return Resume(data, int(pickle.loads(data)["step"]))
+    checkpoint = pickle.loads(data)
+    return Resume(data, int(checkpoint["step"]), checkpoint.get("run"))
+
+
+def _flat(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the agent's overrides as ``agent.<key>`` entries and no thread record."""
+    flat = {k: v for k, v in config.items() if k not in ("agent", THREADS_KEY)}
+    flat |= {f"agent.{k}": v for k, v in dict(config.get("agent") or {}).items()}
+    return flat
+
+
+def check_checkpoint_config(resume: Path, config: dict[str, Any], checkpoint: Resume) -> None:
+    """``RunError`` when ``config.json`` (``config``) is not the config the checkpoint was
+    written with: the file was edited after the run started, and the run cannot go on with
+    other settings than those it trained with so far."""
+    if checkpoint.run is None:
+        return
+    diff = runs.config_diff(_flat(checkpoint.run), _flat(config))
+    if diff:
+        named = "; ".join(
+            f"{key}: checkpoint {old!r}, config.json {new!r}" for key, (old, new) in diff.items()
+        )
+        raise RunError(
+            f"--resume {resume}: config.json differs from the config its {CHECKPOINT} was "
+            f"written with ({named}); restore config.json, or start a new run with --out"
+        )
 
 
 def open_run(
@@ -116,7 +151,9 @@ def open_run(
         raise RunError(f"--resume {resume}: that run is already complete (DONE exists)")
     if not run.has_checkpoint():  # killed before its first checkpoint: start again in place
         return run.restart(), None
-    return run, run.load_checkpoint(deserialize=_read_resume)
+    checkpoint = run.load_checkpoint(deserialize=_read_resume)
+    check_checkpoint_config(resume, config, checkpoint)
+    return run, checkpoint
 
 
 def train(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,7 +32,9 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_checkpoint(path: str | os.PathLike, *, dtype: torch.dtype | None = None):
+def load_checkpoint(
+    path: str | os.PathLike, *, dtype: torch.dtype | None = None
+) -> tuple[torch.nn.Module, Any]:
     """``(model, tokenizer)`` from a local Hugging Face checkpoint directory.
 
     Raises `FileNotFoundError` naming the path when it does not exist or has no ``config.json``

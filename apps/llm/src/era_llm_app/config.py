@@ -73,7 +73,10 @@ class TrainConfig:
     layers: int = _opt(2, "built-in model depth")
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
     threads: int = _opt(
-        0, "CPU threads (0: 1 for the tiny model, whose ops are too small to split)"
+        0,
+        "CPU threads of torch and the BLAS pools (0: the resumed run's count, else 1 for the "
+        "tiny model, whose ops are too small to split, else every usable core); recorded in "
+        "config.json (cpu_threads)",
     )
     rollout: str = _opt("hf", "generation backend", choices=ROLLOUT_KINDS)
     # task: synthetic arithmetic, or a JSONL file with `prompt` and `answer` fields

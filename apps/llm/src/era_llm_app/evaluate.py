@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from era_core import threads
 from era_core.cli import add_dataclass_arguments, dataclass_from_args, option
 from era_core.runlog import atomic_write_text
 from era_llm.rollout import ROLLOUT_KINDS, make_rollout
@@ -115,7 +116,9 @@ class EvalConfig:
     )
     backend: str = _opt("hf", "generation backend", choices=ROLLOUT_KINDS)
     seed: int = _opt(0)
-    threads: int = _opt(0, "CPU threads (0: torch's default)")
+    threads: int = _opt(
+        0, "CPU threads of torch and the BLAS pools (0: every usable core); in results.json"
+    )
 
 
 def load_items(path: str, limit: int | None) -> list[tuple[str, str]]:
@@ -133,7 +136,7 @@ def load_items(path: str, limit: int | None) -> list[tuple[str, str]]:
     return items
 
 
-def build_prompt(question: str, tokenizer, cfg: EvalConfig) -> str:
+def build_prompt(question: str, tokenizer: Any, cfg: EvalConfig) -> str:
     text = cfg.prompt_template.format(question=question)
     use_chat = cfg.chat_template == "on" or (
         cfg.chat_template == "auto" and getattr(tokenizer, "chat_template", None)
@@ -150,8 +153,11 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
     validate(cfg)
     datasets = {Path(p).stem: load_items(p, cfg.limit) for p in cfg.data}
     torch.manual_seed(cfg.seed)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    plan = threads.choose_threads(
+        cfg.threads, default=threads.usable_cores(), reason="every usable core"
+    )
+    threads.apply_blas(plan)
+    plan = threads.apply_torch(plan)
     model, tokenizer = load_checkpoint(cfg.model)
     if torch.cuda.is_available():
         model.to("cuda")
@@ -217,18 +223,29 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
                 "seconds": sum(r["seconds"] for r in results),
             }
         )
-    write_tables(out, results, cfg)
+    write_tables(out, results, cfg, cpu_threads=plan.to_dict())
     return results
 
 
-def write_tables(out: Path, results: list[dict], cfg: EvalConfig) -> None:
+def write_tables(
+    out: Path,
+    results: list[dict],
+    cfg: EvalConfig,
+    *,
+    cpu_threads: dict[str, Any] | None = None,
+) -> None:
+    """``results.csv``, ``results.json`` (with the config and the thread counts) and
+    ``results.md``."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(results)
     atomic_write_text(out / "results.csv", buf.getvalue())
     atomic_write_text(
-        out / "results.json", json.dumps({"config": asdict(cfg), "results": results}, indent=2)
+        out / "results.json",
+        json.dumps(
+            {"config": asdict(cfg), "cpu_threads": cpu_threads, "results": results}, indent=2
+        ),
     )
     lines = [
         f"# Evaluation of `{cfg.model}`",
@@ -258,6 +275,10 @@ def validate(cfg: EvalConfig) -> None:
         raise ValueError(f"--limit {cfg.limit} must be >= 1")
     if cfg.batch_size < 1:
         raise ValueError(f"--batch-size {cfg.batch_size} must be >= 1")
+    if cfg.threads < 0:
+        raise ValueError(f"--threads {cfg.threads} must be >= 0 (0: every usable core)")
+    if cfg.seed < 0:
+        raise ValueError(f"--seed {cfg.seed} must be >= 0")
     if "{question}" not in cfg.prompt_template:
         raise ValueError(f"--prompt-template {cfg.prompt_template!r} must contain {{question}}")
     path = Path(cfg.model)

@@ -112,8 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--name", default=None, help="output name for one INPUT (default: the INPUT's file stem)"
     )
-    parser.add_argument("--question-field", default=None, help="column holding the question")
-    parser.add_argument("--answer-field", default=None, help="column holding the answer")
+    parser.add_argument(
+        "--question-field",
+        default=None,
+        help="column holding the question (default: problem, else question)",
+    )
+    parser.add_argument(
+        "--answer-field",
+        default=None,
+        help="column holding the answer (default: final_answer, else answer, else the last "
+        "\\boxed{} of solution)",
+    )
     return parser
 
 

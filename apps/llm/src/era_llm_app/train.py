@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from era_core import runs
+from era_core import runs, threads
 from era_core.runlog import MetricsLogger, read_jsonl
 from era_llm import entropy_bonus
 from era_llm.advantages import ADV_EPS, group_advantages
@@ -112,7 +112,7 @@ class PromptSource:
         return [self.rows[int(i)] for i in rng.integers(0, len(self.rows), size=n)]
 
 
-def make_reward_fn(cfg: TrainConfig):
+def make_reward_fn(cfg: TrainConfig) -> Callable[[str, str], float]:
     kind = cfg.verifier if cfg.verifier != "auto" else ("math" if cfg.data else "exact")
     return exact_match_reward if kind == "exact" else math_reward
 
@@ -123,16 +123,34 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def set_threads(cfg: TrainConfig, device: torch.device) -> None:
-    """The tiny model's matmuls are too small to split: one thread is several times faster
-    than two (and far faster on a shared machine, where OpenMP threads wait for each other)."""
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    elif device.type == "cpu" and cfg.model is None:
-        torch.set_num_threads(1)
+def set_threads(cfg: TrainConfig, stored: Any = None) -> threads.ThreadPlan:
+    """Choose and set the CPU threads of torch and the BLAS pools (`era_core.threads`):
+    ``--threads N``, else the count a resumed run recorded (``stored``), else 1 for the tiny
+    model (its matmuls are too small to split: one thread is several times faster than two,
+    and far faster on a shared machine, where OpenMP threads wait for each other) and every
+    usable core for a checkpoint (``--model``). Returns the plan as it took effect."""
+    if cfg.model is None:
+        default, reason = 1, "the tiny model: ops too small to split"
+    else:
+        default, reason = threads.usable_cores(), "every usable core"
+    plan = threads.choose_threads(cfg.threads, default=default, reason=reason, stored=stored)
+    threads.apply_blas(plan)
+    return threads.apply_torch(plan)
 
 
-def sequence_batch(rollout, rows: torch.Tensor | slice, device: torch.device):
+def _recorded_threads(cfg: TrainConfig) -> Any:
+    """The thread record of the run ``--resume`` continues (``None`` for a new run)."""
+    if not cfg.resume:
+        return None
+    try:
+        return runs.read_config(cfg.out).get(threads.CONFIG_KEY)
+    except runs.RunError:  # no run there: `open_run` says so
+        return None
+
+
+def sequence_batch(
+    rollout: Rollout, rows: torch.Tensor | slice, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Prompt + response ids, attention mask and position ids for a teacher-forced pass."""
     ids = torch.cat([rollout.prompt_ids[rows], rollout.response_ids[rows]], dim=1).to(device)
     attn = torch.cat([rollout.prompt_mask[rows], rollout.response_mask[rows]], dim=1).to(device)
@@ -140,7 +158,12 @@ def sequence_batch(rollout, rows: torch.Tensor | slice, device: torch.device):
     return ids, attn, pos
 
 
-def response_logits(model, rollout, rows, device) -> torch.Tensor:
+def response_logits(
+    model: torch.nn.Module,
+    rollout: Rollout,
+    rows: torch.Tensor | slice,
+    device: torch.device,
+) -> torch.Tensor:
     """``[rows, R, V]`` logits that predict each response token (teacher forcing)."""
     ids, attn, pos = sequence_batch(rollout, rows, device)
     keep = rollout.response_ids.shape[1] + 1  # no logits for the prompt (long for real models)
@@ -151,11 +174,12 @@ def response_logits(model, rollout, rows, device) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------
 # The run directory and its checkpoints (`era_core.runs`): model + optimiser + every RNG.
 # ------------------------------------------------------------------------------------------
-def open_run(cfg: TrainConfig) -> runs.Run:
+def open_run(cfg: TrainConfig, cpu_threads: dict[str, Any] | None = None) -> runs.Run:
     """A new run in ``--out`` (missing or empty), or with ``--resume`` the run there, whose
     stored configuration must equal ``cfg`` but for `TrainConfig.RESUMABLE`; a run killed
     before its first checkpoint starts again in place, and ``--resume`` of a directory that
-    holds no run is refused."""
+    holds no run is refused. A new run's ``config.json`` records ``cpu_threads`` (the
+    `era_core.threads.ThreadPlan` it computes with), when given."""
     status = runs.run_status(cfg.out, checkpoint=CHECKPOINT)
     if cfg.resume and status in ("absent", "empty", "foreign"):
         raise runs.RunError(
@@ -166,14 +190,16 @@ def open_run(cfg: TrainConfig) -> runs.Run:
         return check_resumable(Path(cfg.out), cfg).restart()
     if cfg.resume and status in ("checkpointed", "done"):
         return check_resumable(Path(cfg.out), cfg)
-    return runs.new_run(
-        cfg.out, stored_config(cfg), checkpoint=CHECKPOINT, resume_flag="--resume --out"
-    )
+    stored = stored_config(cfg)
+    if cpu_threads is not None:
+        stored[threads.CONFIG_KEY] = cpu_threads
+    return runs.new_run(cfg.out, stored, checkpoint=CHECKPOINT, resume_flag="--resume --out")
 
 
 def stored_config(cfg: TrainConfig) -> dict[str, Any]:
     """What ``config.json`` holds: every setting but the run's own path (``out``), so that a
-    run directory that is moved or copied stays resumable."""
+    run directory that is moved or copied stays resumable (and, beside them, the thread
+    record `threads.CONFIG_KEY`, written by `open_run`)."""
     return {key: value for key, value in dataclasses.asdict(cfg).items() if key != "out"}
 
 
@@ -183,7 +209,8 @@ def check_resumable(out: Path, cfg: TrainConfig) -> runs.Run:
     return runs.resume_run(
         out,
         stored_config(cfg),
-        may_change=(*TrainConfig.RESUMABLE, "out"),  # "out": runs stored before it was dropped
+        # "out": runs stored before it was dropped; the thread record: runs stored before it
+        may_change=(*TrainConfig.RESUMABLE, "out", threads.CONFIG_KEY),
         checkpoint=CHECKPOINT,
         flag_names={"extra": "the comparison's method (extra)"},
     )
@@ -258,7 +285,7 @@ def load_checkpoint_state(
     return int(state["step"]), float(state["entropy_coef"])
 
 
-def save_model(out: Path, model, tokenizer) -> Path:
+def save_model(out: Path, model: torch.nn.Module, tokenizer: Any) -> Path:
     """save_pretrained into ``out/model`` (via a temporary directory, then a rename)."""
     final, tmp = out / "model", out / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -272,7 +299,17 @@ def save_model(out: Path, model, tokenizer) -> Path:
 # ------------------------------------------------------------------------------------------
 # Supervised warm-up: teach a random model the answer format (and some arithmetic).
 # ------------------------------------------------------------------------------------------
-def supervised_warmup(cfg, model, tokenizer, source, rng, device, out: Path) -> None:
+def supervised_warmup(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    source: PromptSource,
+    rng: np.random.Generator,
+    device: torch.device,
+    out: Path,
+) -> None:
+    """Teach ``model`` the answer format: ``cfg.warmup_steps`` supervised steps on the
+    task's prompts and answers, logged to ``out/warmup/``."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.warmup_lr, weight_decay=0.0)
     model.train()
     with MetricsLogger(out / "warmup", tensorboard=cfg.tensorboard) as log:
@@ -306,7 +343,9 @@ def supervised_warmup(cfg, model, tokenizer, source, rng, device, out: Path) -> 
         log.log({"step": cfg.warmup_steps, "sft_loss": loss.item(), "eval_accuracy": acc})
 
 
-def greedy_accuracy(cfg, engine, source) -> float:
+def greedy_accuracy(
+    cfg: TrainConfig, engine: HFRollout | VLLMRollout, source: PromptSource
+) -> float:
     """Greedy accuracy on the fixed held-out prompts (`engine`: a rollout backend)."""
     reward_fn = make_reward_fn(cfg)
     problems = source.eval_set
@@ -355,7 +394,7 @@ class RunState:
         return self.run_dir.resumed
 
 
-def build_policy(cfg: TrainConfig, device: torch.device):
+def build_policy(cfg: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, Any]:
     """``(model, tokenizer)``: the local checkpoint, or the tiny built-in model, on ``device``."""
     if cfg.model is not None:
         model, tokenizer = load_checkpoint(cfg.model)
@@ -370,7 +409,8 @@ def build_policy(cfg: TrainConfig, device: torch.device):
 def start_run(cfg: TrainConfig) -> RunState:
     """Validate, open the run directory, seed, build the policy; resume or warm up."""
     era_cfg = validate(cfg)
-    run_dir = open_run(cfg)
+    plan = set_threads(cfg, _recorded_threads(cfg))
+    run_dir = open_run(cfg, plan.to_dict())
     try:
         return _start(cfg, era_cfg, run_dir)
     except BaseException:
@@ -384,7 +424,6 @@ def _start(cfg: TrainConfig, era_cfg: ERAConfig, run_dir: runs.Run) -> RunState:
     np_rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
-    set_threads(cfg, device)
     quiet_transformers()
     model, tokenizer = build_policy(cfg, device)
     source = PromptSource(cfg)
@@ -601,7 +640,15 @@ def weighted_loss_metrics(parts: list, grad_norm: torch.Tensor) -> dict:
     }
 
 
-def step_metrics(run, rewards, keep, mask, entropy, era_stats: dict, scale) -> dict:
+def step_metrics(
+    run: RunState,
+    rewards: torch.Tensor,
+    keep: torch.Tensor,
+    mask: torch.Tensor,
+    entropy: torch.Tensor,
+    era_stats: dict,
+    scale: torch.Tensor,
+) -> dict:
     """The step's logged rollout and ERA metrics (Python floats)."""
     n_tok = mask.sum().clamp(min=1)
     return {
@@ -631,7 +678,7 @@ def summarize_run(rows: list[dict], cfg: TrainConfig) -> dict:
     tail = rows[-max(1, len(rows) // 5) :]
     evals = [r["eval_accuracy"] for r in rows if r.get("eval_accuracy") is not None]
 
-    def avg(key):
+    def avg(key: str) -> float | None:
         vals = [r[key] for r in tail if r.get(key) is not None and math.isfinite(r[key])]
         return float(np.mean(vals)) if vals else None
 

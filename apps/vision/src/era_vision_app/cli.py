@@ -8,6 +8,9 @@ a flag not given leaves the preset's or the default value). :func:`main` dispatc
 Under ``torchrun`` (``torchrun --nproc-per-node N -m era_vision_app ...``) every process runs
 :func:`main`; the ranks come from the environment (:mod:`era_vision_app.distributed`) and only
 rank 0 prints.
+
+Importing this module and building the parser imports neither torch nor timm (``--help`` and
+``--list-presets`` answer at once): the training modules are imported once a run starts.
 """
 
 from __future__ import annotations
@@ -17,17 +20,23 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from era_core import runs
 from era_core.cli import add_dataclass_arguments, dataclass_from_args, explicit_values, option
+from era_core.runs import RunError
 
-from . import distributed
-from .compare import run_comparison
-from .config import ConfigError, TrainConfig, compare_presets, load_presets, resolve_config
-from .data import DataError
-from .distributed import Dist, DistError
-from .training import CHECKPOINT, RunError, prepare, resume_overrides, train
+from .config import (
+    ConfigError,
+    DataError,
+    TrainConfig,
+    compare_presets,
+    load_presets,
+    resolve_config,
+)
+
+if TYPE_CHECKING:
+    from .distributed import Dist
 
 __all__ = ["RunOptions", "build_parser", "main", "run_cli"]
 
@@ -97,12 +106,15 @@ def _list_presets() -> str:
 
 
 def _resume(opts: RunOptions, explicit: dict[str, Any], dist: Dist) -> int:
+    from .training import CHECKPOINT, prepare, resume_overrides, train
+
     if opts.preset or opts.quick or opts.out is not None:
         raise ConfigError("--resume DIR takes its settings from DIR/config.json; "
                           "do not combine it with --out, --preset or --quick")  # fmt: skip
     assert opts.resume is not None
     stored = runs.read_config(opts.resume)
-    config = TrainConfig.from_dict({**stored, **explicit})
+    source = f"--resume {str(opts.resume)!r}: config.json"
+    config = TrainConfig.from_dict({**stored, **explicit}, source=source)
     # the config check runs before any data is loaded
     runs.resume_run(opts.resume, config.to_dict(), may_change=resume_overrides(stored, config),
                     checkpoint=CHECKPOINT)  # fmt: skip
@@ -115,6 +127,10 @@ def _resume(opts: RunOptions, explicit: dict[str, Any], dist: Dist) -> int:
 
 def run_cli(args: argparse.Namespace, dist: Dist | None = None) -> int:
     """One parsed command line; ``dist`` defaults to the torchrun environment's ranks."""
+    from . import distributed
+    from .compare import run_comparison
+    from .training import CHECKPOINT, prepare, train
+
     dist = distributed.from_env() if dist is None else dist
     opts: RunOptions = dataclass_from_args(RunOptions, args)
     explicit = explicit_values(TrainConfig, args)
@@ -144,6 +160,7 @@ def run_cli(args: argparse.Namespace, dist: Dist | None = None) -> int:
     if opts.seeds or opts.arms:
         raise ConfigError("--seeds and --arms need a comparison --preset (see --list-presets)")
     config = resolve_config(explicit, preset=opts.preset, quick=opts.quick)
+    runs.check_new_run(opts.out, checkpoint=CHECKPOINT)  # before any data is read
     summary = train(prepare(config, dist=dist), opts.out, stop_after=opts.stop_after,
                     progress=progress, dist=dist)  # fmt: skip
     _report(opts.out, summary, dist)
@@ -171,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_presets:
         print(_list_presets())
         return 0
+    from . import distributed
+    from .distributed import DistError
+
     try:
         return run_cli(args)
     except (ConfigError, DataError, RunError, DistError) as error:

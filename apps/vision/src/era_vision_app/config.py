@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from era_core.cli import option
+from era_core.cli import check_field_types, option
 
 __all__ = [
     "ConfigError",
+    "DataError",
     "TrainConfig",
     "compare_presets",
     "load_presets",
@@ -30,6 +31,11 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A bad setting: the message names the flag, the value and what is valid."""
+
+
+class DataError(ValueError):
+    """The data directory is missing, has an unknown layout, its classes do not match, or a
+    file in it cannot be read (also :class:`era_vision_app.data.DataError`)."""
 
 
 ERA_MODES = ("paper", "exact")
@@ -126,7 +132,11 @@ class TrainConfig:
     amp_dtype: str = _f("bfloat16", "execution", "autocast dtype", choices=AMP_DTYPES)
     compile: bool = _f(False, "execution", "torch.compile the model")
     channels_last: bool = _f(False, "execution", "channels-last memory format")
-    seed: int = _f(0, "execution", "random seed")
+    seed: int = _f(0, "execution", "random seed (>= 0)")
+    threads: int = _f(0, "execution", "CPU threads of torch and of the BLAS pools (0: the "
+                      "resumed run's count, else 1 on the embedded digits, whose 32x32 images "
+                      "make ops too small to split, else every usable core up to 8); "
+                      "recorded in config.json (cpu_threads)")  # fmt: skip
     sync_bn: bool = _f(False, "execution", "SyncBatchNorm across the torchrun processes")
     split_bn: bool = _f(False, "execution", "timm's split BatchNorm: one BatchNorm per "
                         "--aug-splits split while training")  # fmt: skip
@@ -139,16 +149,25 @@ class TrainConfig:
     description: str = field(default="", metadata=_OFF_CLI)
     source: str = field(default="", metadata=_OFF_CLI)  # where a preset's recipe comes from
     paper: dict[str, float] | None = field(default=None, metadata=_OFF_CLI)
+    # the thread counts the run computes with (era_core.threads.ThreadPlan.to_dict())
+    cpu_threads: dict[str, Any] | None = field(default=None, metadata=_OFF_CLI)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any], *, source: str | None = None) -> TrainConfig:
+        """The config of ``data``; ``ConfigError`` for an unknown key or a value of the wrong
+        type, naming ``source`` (e.g. ``DIR/config.json``) and the key, or else the flag."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown config keys {unknown}")
+            where = f"{source}: " if source else ""
+            raise ConfigError(f"{where}unknown config keys {unknown}")
+        try:
+            check_field_types(data, cls, (lambda key: f"{source} {key}") if source else None)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         return cls(**data)
 
     def validate(self) -> None:
@@ -159,6 +178,17 @@ class TrainConfig:
                 raise ConfigError(f"--{flag} must be {valid}, got {value!r}")
 
         need(self.epochs >= 1, "epochs", self.epochs, ">= 1")
+        need(self.seed >= 0, "seed", self.seed, ">= 0")
+        need(self.threads >= 0, "threads", self.threads, ">= 0 (0: the app's choice)")
+        need(math.isfinite(self.tau) and self.tau > math.e, "tau", self.tau,
+             f"> e = {math.e:.4f} (ERA needs 1/tau < 1/e)")  # fmt: skip
+        need(math.isfinite(self.min_entropy), "min-entropy", self.min_entropy, "a finite number")
+        need(self.num_classes is None or self.num_classes >= 2, "num-classes", self.num_classes,
+             ">= 2")  # fmt: skip
+        need(self.limit_train_batches >= 0, "limit-train-batches", self.limit_train_batches,
+             ">= 0 (0: all)")  # fmt: skip
+        need(self.limit_val_batches >= 0, "limit-val-batches", self.limit_val_batches,
+             ">= 0 (0: all)")  # fmt: skip
         need(self.batch_size >= 1, "batch-size", self.batch_size, ">= 1")
         need(self.eval_batch_size >= 1, "eval-batch-size", self.eval_batch_size, ">= 1")
         need(self.img_size >= 8, "img-size", self.img_size, ">= 8")

@@ -11,8 +11,10 @@ before anything is trained and raises :class:`DataError` with the path and what 
 * ``cifar10``: the python-pickle folder of CIFAR-10 (``data_batch_1`` .. ``data_batch_5``,
   ``test_batch``, ``batches.meta``), as unpacked from ``cifar-10-python.tar.gz``.
 * ``imagefolder``: ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg`` (ImageNet's
-  usual layout), read by ``timm.data.create_dataset``; classes are the sorted folder names of
-  ``train/``, and ``val/`` must hold the same ones.
+  usual layout), listed by timm's folder reader; classes are the sorted folder names of
+  ``train/``, and ``val/`` must hold the same ones. An image that does not decode stops the
+  run with a :class:`DataError` naming the file (timm's own dataset would skip it with a
+  warning and train on a neighbour twice).
 * ``timm``: ``--timm-dataset NAME`` hands ``--data-dir`` to ``create_dataset(NAME, root=...,
   split=...)`` (``torch/cifar10``, ``torch/cifar100``, ``torch/image_folder``, ``hfds/...``, a
   folder or tar of images, ...); map-style datasets only (the sampler needs indices), nothing
@@ -24,10 +26,13 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
+
+from .config import DataError
 
 __all__ = [
     "CIFAR10_FILES",
@@ -46,14 +51,10 @@ DIGITS_TEST_SIZE = 450
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"}
 
 
-class DataError(ValueError):
-    """The data directory is missing, has an unknown layout, or its classes do not match."""
-
-
 class ImageArrayDataset(Dataset):
     """In-memory uint8 images ``(N, H, W, 3)`` with integer labels, as PIL images."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform=None) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Any = None) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(
                 f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
@@ -103,24 +104,55 @@ def load_digits_split(size: int = DIGITS_SIZE) -> tuple[np.ndarray, ...]:
     return x_train, y_train, x_test, y_test
 
 
+def _unpickle_cifar(root: Path, name: str, keys: tuple[bytes, ...]) -> dict:
+    """One CIFAR-10 python file: a pickled dict holding ``keys``; ``DataError`` naming the
+    file when it is anything else (truncated, another format, garbage)."""
+    path = root / name
+    try:
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+    except Exception as error:  # unpickling garbage raises many kinds; all mean a bad file
+        raise DataError(
+            f"--data-dir {str(root)!r}: {name} is not a CIFAR-10 python file "
+            f"({type(error).__name__}: {error}); unpack cifar-10-python.tar.gz again"
+        ) from None
+    missing = [key.decode() for key in keys if not isinstance(batch, dict) or key not in batch]
+    if missing:
+        raise DataError(
+            f"--data-dir {str(root)!r}: {name} is not a CIFAR-10 python file (it lacks "
+            f"{', '.join(missing)}); unpack cifar-10-python.tar.gz again"
+        )
+    return batch
+
+
 def load_cifar10(root: Path) -> Datasets:
     """CIFAR-10 from its python pickles (50,000 train / 10,000 test images at 32x32)."""
 
-    def unpickle(name: str) -> dict:
-        with open(root / name, "rb") as handle:
-            return pickle.load(handle, encoding="bytes")
-
-    def images(batch: dict) -> tuple[np.ndarray, np.ndarray]:
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
+    def images(name: str) -> tuple[np.ndarray, np.ndarray]:
+        batch = _unpickle_cifar(root, name, (b"data", b"labels"))
+        try:
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise DataError(f"--data-dir {str(root)!r}: {name} holds no uint8 images and "
+                            f"integer labels ({error})") from None  # fmt: skip
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
             raise DataError(f"{root}: CIFAR-10 batch data must be (N, 3072), got {data.shape}")
-        return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.asarray(batch[b"labels"])
+        if labels.shape != (len(data),):
+            raise DataError(f"--data-dir {str(root)!r}: {name} has {len(data)} images but "
+                            f"labels of shape {labels.shape}")  # fmt: skip
+        return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
-    parts = [images(unpickle(f"data_batch_{i}")) for i in range(1, 6)]
+    parts = [images(f"data_batch_{i}") for i in range(1, 6)]
     x_train = np.concatenate([x for x, _ in parts])
     y_train = np.concatenate([y for _, y in parts])
-    x_test, y_test = images(unpickle("test_batch"))
-    classes = [name.decode() for name in unpickle("batches.meta")[b"label_names"]]
+    x_test, y_test = images("test_batch")
+    names = _unpickle_cifar(root, "batches.meta", (b"label_names",))[b"label_names"]
+    try:
+        classes = [name.decode("utf-8") for name in names]
+    except (AttributeError, TypeError, UnicodeDecodeError) as error:
+        raise DataError(f"--data-dir {str(root)!r}: batches.meta label_names must be UTF-8 "
+                        f"byte strings ({error})") from None  # fmt: skip
     for split, y in (("train", y_train), ("test", y_test)):
         if y.size and (y.min() < 0 or y.max() >= len(classes)):
             raise DataError(
@@ -164,14 +196,57 @@ def load_imagefolder(root: Path) -> Datasets:
             )
     class_map = {name: index for index, name in enumerate(train_classes)}
     return Datasets(
-        create_dataset("", root=str(root), split="train", class_map=class_map),
-        create_dataset("", root=str(root), split="val", class_map=class_map),
+        StrictImages(create_dataset("", root=str(root), split="train", class_map=class_map), root),
+        StrictImages(create_dataset("", root=str(root), split="val", class_map=class_map), root),
         train_classes,
         "imagefolder",
     )
 
 
-def _class_names(dataset, name: str, num_classes: int | None) -> list[str]:
+class StrictImages(Dataset):
+    """timm's folder dataset (``create_dataset``), with an image that does not decode as a
+    :class:`DataError` naming the file instead of a skipped sample. Its ``transform`` is the
+    wrapped dataset's (set by :mod:`era_vision_app.loaders`)."""
+
+    def __init__(self, dataset: Any, root: Path) -> None:
+        self.dataset = dataset
+        self.root = root
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def transform(self) -> Any:
+        return self.dataset.transform
+
+    @transform.setter
+    def transform(self, value: Any) -> None:
+        self.dataset.transform = value
+
+    def __getattr__(self, name: str) -> Any:  # reader, target_transform, ... of the dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        reader = self.dataset.reader
+        path, target = reader.samples[index]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")  # decodes every pixel
+        except (OSError, ValueError, SyntaxError) as error:  # PIL's decode errors
+            raise DataError(
+                f"--data-dir {str(self.root)!r}: {path} is not a decodable image "
+                f"({type(error).__name__}: {error}); remove or replace it"
+            ) from None
+        if self.dataset.transform is not None:
+            image = self.dataset.transform(image)
+        if self.dataset.target_transform is not None:
+            target = self.dataset.target_transform(target)
+        return image, int(target)
+
+
+def _class_names(dataset: Any, name: str, num_classes: int | None) -> list[str]:
     """The class names of a ``create_dataset`` result (torchvision's ``classes``, a timm
     reader's ``class_to_idx``), or ``--num-classes`` numbered ones."""
     classes = getattr(dataset, "classes", None)
@@ -192,7 +267,7 @@ def load_timm_dataset(
     from timm.data import create_dataset
     from torch.utils.data import IterableDataset
 
-    def load(split: str, training: bool):
+    def load(split: str, training: bool) -> Any:
         try:
             dataset = create_dataset(name, root=str(root), split=split, is_training=training,
                                      download=False)  # fmt: skip

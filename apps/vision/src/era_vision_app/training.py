@@ -14,6 +14,7 @@ resume with a config check, atomic checkpoint, ``summary.json`` and ``DONE``, RN
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import itertools
 import random
@@ -36,14 +37,14 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 import era_vision
-from era_core import runs
+from era_core import runs, threads
 from era_core.runlog import MetricsLogger
 from era_core.runs import RunError
 from era_vision.metrics import ClassificationMetrics
 
 from . import distributed
-from .config import ConfigError, TrainConfig
-from .data import DataError, Datasets, load_datasets
+from .config import ConfigError, DataError, TrainConfig
+from .data import Datasets, load_datasets
 from .distributed import SINGLE, Dist
 from .loaders import build_loaders
 
@@ -59,7 +60,10 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 DONE = runs.DONE
-RESUME_OVERRIDES = ("workers", "device")  # may change between sessions; nothing else may
+# may change between sessions; nothing else may
+RESUME_OVERRIDES = ("workers", "device", "threads", "cpu_threads")
+# --threads 0 on data other than the embedded digits: every usable core, at most this many
+MAX_THREADS = 8
 
 
 # ----------------------------------------------------------------------------- checks
@@ -134,7 +138,25 @@ def prepare(config: TrainConfig, data: Datasets | None = None, dist: Dist = SING
             f"--batch-size {config.batch_size} is larger than the training set "
             f"({len(data.train)} images)"
         )
-    return Prepared(config, data)
+    plan = set_threads(config)
+    return Prepared(dataclasses.replace(config, cpu_threads=plan.to_dict()), data)
+
+
+def set_threads(config: TrainConfig) -> threads.ThreadPlan:
+    """Choose and set the CPU threads of torch and the BLAS pools (``era_core.threads``):
+    ``--threads N``, else the count ``config.cpu_threads`` recorded (a resumed run), else 1 on
+    the embedded digits (32x32 images: an op is too small to gain from more threads, and two
+    threads that share a busy machine wait for each other) and every usable core up to
+    :data:`MAX_THREADS` otherwise. Returns the plan as it took effect."""
+    if config.data_dir is None and config.timm_dataset is None:
+        default, reason = 1, "the embedded digits: ops too small to split"
+    else:
+        default, reason = MAX_THREADS, "every usable core"
+    plan = threads.choose_threads(
+        config.threads, default=default, reason=reason, stored=config.cpu_threads
+    )
+    threads.apply_blas(plan)
+    return threads.apply_torch(plan)
 
 
 # ----------------------------------------------------------------------------- components
@@ -308,14 +330,17 @@ def _open_run(config: TrainConfig, out: Path, *, resume: bool) -> runs.Run:
         return runs.new_run(out, config.to_dict(), checkpoint=CHECKPOINT)
     may_change = resume_overrides(runs.read_config(out), config)
     run = runs.resume_run(out, config.to_dict(), may_change=may_change, checkpoint=CHECKPOINT)
-    if not run.done and not run.has_checkpoint():
-        raise RunError(f"--resume {str(out)!r}: no {CHECKPOINT} there (nothing to resume)")
+    if not run.done and not run.has_checkpoint():  # killed before its first checkpoint
+        return run.restart()  # starts again in place, from its stored config
     return run
 
 
 def open_run(config: TrainConfig, out: Path, *, resume: bool, dist: Dist = SINGLE) -> runs.Run:
     """A new run in ``out`` (missing or empty), or the run there reopened; a resumed run must
     have the same config but for :func:`resume_overrides`, and a checkpoint unless done.
+
+    A resumed run that never wrote a checkpoint (killed in its first epoch) starts again in
+    place: the returned run's ``resumed`` is then ``False``.
 
     Only rank 0 touches the directory; the other ranks get its verdict (the same
     :class:`RunError`, or a :class:`~era_core.runs.Run` they only read from).
@@ -326,22 +351,57 @@ def open_run(config: TrainConfig, out: Path, *, resume: bool, dist: Dist = SINGL
             run = _open_run(config, out, resume=resume)
         except RunError as caught:
             error = str(caught)
-    error = dist.broadcast(error)
+    error, resumed = dist.broadcast((error, run.resumed if run is not None else resume))
     if error is not None:
         raise RunError(error)
     if run is None:
-        run = runs.Run(out, config.to_dict(), resumed=resume, checkpoint=CHECKPOINT,
+        run = runs.Run(out, config.to_dict(), resumed=resumed, checkpoint=CHECKPOINT,
                        flag="--resume" if resume else "--out")  # fmt: skip
     return run
 
 
-def restore(run: runs.Run, parts: Components) -> tuple[int, int, dict[str, Any] | None]:
-    """Load the checkpoint into ``parts``; returns ``(epoch, step, last_eval)``."""
+def check_checkpoint_config(run: runs.Run, state: dict[str, Any], config: TrainConfig) -> None:
+    """``RunError`` when the run's config (``config.json``) is not the one its checkpoint was
+    written with, but for :data:`RESUME_OVERRIDES`: ``config.json`` was edited after the run
+    started, and the run cannot go on with other settings than it trained with."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return
+    given = {k: v for k, v in config.to_dict().items() if k in saved}
+    diff = runs.config_diff(saved, given, may_change=RESUME_OVERRIDES)
+    if diff:
+        named = "; ".join(f"{k}: checkpoint {a!r}, config.json {b!r}" for k, (a, b) in diff.items())
+        raise RunError(
+            f"--resume {str(run.path)!r}: config.json differs from the config its {CHECKPOINT} "
+            f"was written with ({named}); restore config.json, or start a new run with --out"
+        )
+
+
+def _load_state(run: runs.Run, device: torch.device) -> dict[str, Any]:
+    """The checkpoint's dict; ``RunError`` when it is missing, unreadable or not one."""
     state = run.load_checkpoint(
         deserialize=lambda blob: torch.load(
-            io.BytesIO(blob), map_location=parts.device, weights_only=False
+            io.BytesIO(blob), map_location=device, weights_only=False
         )
     )
+    keys = ("model", "optimizer", "epoch", "step", "last_eval", "rng")
+    missing = [key for key in keys if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise RunError(
+            f"--resume {str(run.path)!r}: {CHECKPOINT} is not a checkpoint of era-vision-train "
+            f"(it lacks {', '.join(missing)}); start the run again in a new directory"
+        )
+    return state
+
+
+def restore(
+    run: runs.Run, parts: Components, config: TrainConfig | None = None
+) -> tuple[int, int, dict[str, Any] | None]:
+    """Load the checkpoint into ``parts`` (after checking that it was written with ``config``
+    when given); returns ``(epoch, step, last_eval)``."""
+    state = _load_state(run, parts.device)
+    if config is not None:
+        check_checkpoint_config(run, state, config)
     parts.model.load_state_dict(state["model"])
     parts.optimizer.load_state_dict(state["optimizer"])
     if parts.scheduler is not None:
@@ -361,12 +421,18 @@ def restore(run: runs.Run, parts: Components) -> tuple[int, int, dict[str, Any] 
     return state["epoch"], state["step"], state["last_eval"]
 
 
-def _autocast(config: TrainConfig, device: torch.device):
+def _autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
     dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
     return torch.autocast(device.type, dtype=dtype, enabled=config.amp)
 
 
-def _update(parts: Components, config: TrainConfig, images, targets, step: int):
+def _update(
+    parts: Components,
+    config: TrainConfig,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    step: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch; returns ``(loss, logits)`` (detached)."""
     with _autocast(config, parts.device):
         logits = parts.step_model(images)
@@ -441,7 +507,12 @@ def train_epoch(
 
 
 def evaluate(
-    model, loader, config, device, limit: int = 0, dist: Dist = SINGLE
+    model: nn.Module,
+    loader: Any,
+    config: TrainConfig,
+    device: torch.device,
+    limit: int = 0,
+    dist: Dist = SINGLE,
 ) -> ClassificationMetrics:
     """The metrics of ``model`` over ``loader``; with several processes, over every rank's
     slice (the accumulators are gathered and merged, so counts and sums are exact)."""
@@ -519,7 +590,12 @@ def _report_epoch(row: dict[str, Any], epochs: int) -> None:
 
 
 def save_checkpoint(
-    run: runs.Run, parts: Components, prepared: Prepared, epoch: int, step: int, last_eval
+    run: runs.Run,
+    parts: Components,
+    prepared: Prepared,
+    epoch: int,
+    step: int,
+    last_eval: dict[str, Any],
 ) -> None:
     """Everything an exact resume needs, written atomically to ``checkpoint.pt`` by rank 0
     (the weights and optimizer states are the same on every rank; the RNG states of every
@@ -597,12 +673,43 @@ def train(
     run = open_run(config, Path(out), resume=resume, dist=dist)
     if dist.broadcast(run.done):
         return run.read_summary()
+    try:
+        return _train(run, prepared, dist, device, stop_after=stop_after, progress=progress)
+    except BaseException as error:
+        if dist.is_main:
+            run.discard()  # a new run that failed before its first checkpoint leaves nothing
+        if isinstance(error, DataError):  # from a loader worker: with the worker's traceback
+            raise DataError(_last_line(error)) from None
+        raise
+
+
+def _last_line(error: DataError) -> str:
+    """The message of a :class:`DataError`; one raised in a data-loader worker comes back
+    with the worker's traceback, whose last line holds the message."""
+    text = str(error).strip()
+    if "Traceback" not in text:
+        return text
+    return text.splitlines()[-1].split("DataError: ", 1)[-1]
+
+
+def _train(
+    run: runs.Run,
+    prepared: Prepared,
+    dist: Dist,
+    device: torch.device,
+    *,
+    stop_after: int | None,
+    progress: bool,
+) -> dict[str, Any] | None:
+    """:func:`train` once ``run`` is open: build, restore, epochs, finish."""
+    config = prepared.config
     parts = build(config, prepared.data, dist, device)
-    start_epoch, step, last_eval = restore(run, parts) if resume else (0, 0, None)
+    resumed = run.resumed
+    start_epoch, step, last_eval = restore(run, parts, config) if resumed else (0, 0, None)
     progress = progress and dist.is_main
     logger: Any = contextlib.nullcontext()
     if dist.is_main:
-        logger = MetricsLogger(run.path, tensorboard=True, resume_step=step if resume else None)
+        logger = MetricsLogger(run.path, tensorboard=True, resume_step=step if resumed else None)
     with logger:
         for epochs_this_call, epoch in enumerate(range(start_epoch, config.epochs)):
             if stop_after is not None and epochs_this_call >= stop_after:

@@ -33,16 +33,19 @@ import dataclasses
 import pathlib
 import types
 import typing
-from collections.abc import Collection, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "Option",
     "add_dataclass_arguments",
+    "check_field_types",
     "dataclass_from_args",
+    "describe_type",
     "explicit_values",
     "option",
+    "value_fits",
 ]
 
 _KEY = "era_core.cli"
@@ -229,3 +232,108 @@ def dataclass_from_args(
     values = dict(base or {})
     values.update(explicit_values(cls, args))
     return cls(**values)
+
+
+# ----------------------------------------------------------------------------- value types
+
+
+_TYPE_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    pathlib.Path: "a path",
+    dict: "a table",
+}
+
+
+def describe_type(hint: Any) -> str:
+    """What a value of the type ``hint`` looks like, for error messages.
+
+    >>> describe_type(tuple[int, ...]), describe_type(float | None)
+    ('a list of integers', 'a number or none')
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_type(arg) for arg in args)
+    if origin in (tuple, list, Sequence):
+        item = describe_type(args[0]) if args else "a value"
+        return f"a list of {item.removeprefix('an ').removeprefix('a ')}s"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin in (dict, Mapping):
+        return "a table"
+    if hint is type(None):
+        return "none"
+    return _TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def value_fits(value: Any, hint: Any) -> bool:
+    """Whether ``value``, as read from JSON or TOML, is a value of the type ``hint`` (lists
+    stand for tuples, strings for paths, integers for floats); a type this check does not
+    know accepts every value.
+
+    >>> value_fits([256, 256], tuple[int, ...]), value_fits("abc", tuple[int, ...])
+    (True, False)
+    >>> value_fits(True, int), value_fits(3, float), value_fits(None, str | None)
+    (False, True, True)
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(value_fits(value, arg) for arg in args)
+    if origin in (tuple, list, Sequence):
+        item = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(value_fits(v, item) for v in value)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (dict, Mapping) or hint is dict:
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, pathlib.Path):
+        return isinstance(value, str)
+    return True
+
+
+def check_field_types(
+    values: Mapping[str, Any], cls: type, where: Callable[[str], str] | None = None
+) -> None:
+    """``ValueError`` for the first entry of ``values`` whose value does not fit the type of
+    the field of the dataclass ``cls`` it sets (see :func:`value_fits`); keys that are not
+    fields are left to the caller. ``where(key)`` names the setting in the message (default
+    ``--key-with-dashes``).
+
+    >>> @dataclass
+    ... class Config:
+    ...     hidden: tuple[int, ...] = (256, 256)
+    >>> check_field_types({"hidden": "abc"}, Config, lambda key: f"--set {key}")
+    Traceback (most recent call last):
+    ...
+    ValueError: --set hidden='abc' is not valid: hidden must be a list of integers (default [256, 256])
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    name = where or (lambda key: "--" + key.replace("_", "-"))
+    for key, value in values.items():
+        if key not in fields or value_fits(value, hints[key]):
+            continue
+        default = _default(fields[key])
+        shown = ""
+        if default is not dataclasses.MISSING:
+            shown = f" (default {_json_like(default)!r})"
+        raise ValueError(
+            f"{name(key)}={value!r} is not valid: {key} must be {describe_type(hints[key])}{shown}"
+        )
+
+
+def _json_like(value: Any) -> Any:
+    """``value`` as JSON would hold it: tuples as lists (for messages that show defaults)."""
+    if isinstance(value, (list, tuple)):
+        return [_json_like(item) for item in value]
+    return value

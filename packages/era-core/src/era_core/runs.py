@@ -10,7 +10,9 @@ Pure Python (no framework import). A run directory holds
 * whatever else the app writes (metrics through :mod:`era_core.runlog`, figures).
 
 :func:`new_run` refuses a directory that is not empty, and one it cannot create or write
-(one line naming the flag, the path and the reason; nothing is left behind). A run that never
+(one line naming the flag, the path and the reason; nothing is left behind);
+:func:`check_new_run` gives the same refusals before anything is written, for an app that
+checks ``--out`` before it loads data. A run that never
 wrote a checkpoint (killed or failed before its first one) is started again in place with
 :meth:`Run.restart`; :meth:`Run.discard` removes a new run that failed before its first
 checkpoint. :func:`resume_run` reopens a run and
@@ -61,6 +63,7 @@ __all__ = [
     "SUMMARY",
     "Run",
     "RunError",
+    "check_new_run",
     "config_diff",
     "new_run",
     "read_config",
@@ -276,6 +279,35 @@ def new_run(
             file); then nothing is left behind.
     """
     path = Path(path)
+    check_new_run(path, checkpoint=checkpoint, flag=flag, resume_flag=resume_flag)
+    stored = _jsonable(config)
+    created = _make_dirs(path, flag)
+    try:
+        atomic_write_text(path / CONFIG, json.dumps(stored, indent=2) + "\n")
+    except OSError as error:
+        for directory in created:
+            directory.rmdir()
+        raise RunError(f"{flag} {str(path)!r}: cannot write there ({_reason(error)})") from None
+    return Run(path, stored, resumed=False, checkpoint=checkpoint, flag=flag, created=bool(created))
+
+
+def check_new_run(
+    path: str | os.PathLike,
+    *,
+    checkpoint: str = DEFAULT_CHECKPOINT,
+    flag: str = "--out",
+    resume_flag: str = "--resume",
+) -> None:
+    """The refusals of :func:`new_run`, checked without creating or writing anything, so that
+    an app can refuse an unusable ``--out`` before it loads data or builds a model: ``path``
+    is a file or a non-empty directory, a folder on its way is a file, or the permissions say
+    it cannot be created or written (what the permissions do not show, e.g. a read-only file
+    system, :func:`new_run` still refuses).
+
+    Raises:
+        RunError: with the message :func:`new_run` would give.
+    """
+    path = Path(path)
     status = _status_for(path, checkpoint, flag)
     if status not in ("absent", "empty"):
         if path.exists() and not path.is_dir():
@@ -290,15 +322,16 @@ def new_run(
             f"{flag} {str(path)!r}: {reason}; pass {resume_flag} {path} to continue a run, or "
             "choose a new or empty directory"
         )
-    stored = _jsonable(config)
-    created = _make_dirs(path, flag)
-    try:
-        atomic_write_text(path / CONFIG, json.dumps(stored, indent=2) + "\n")
-    except OSError as error:
-        for directory in created:
-            directory.rmdir()
-        raise RunError(f"{flag} {str(path)!r}: cannot write there ({_reason(error)})") from None
-    return Run(path, stored, resumed=False, checkpoint=checkpoint, flag=flag, created=bool(created))
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise RunError(f"{flag} {str(path)!r}: {str(blocker)!r} is a file, not a directory")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise RunError(f"{flag} {str(path)!r}: cannot write there (Permission denied)")
+        return
+    parent = next(p for p in path.parents if p.exists())
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunError(f"{flag} {str(path)!r}: cannot create it (Permission denied)")
 
 
 def _reason(error: OSError) -> str:
