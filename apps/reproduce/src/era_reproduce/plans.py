@@ -47,7 +47,12 @@ BUDGETS = {
     "quick": {
         # SAC vs SAC-ERA, dmc/cartpole-swingup_sparse (chosen by the pilots of SAC alone in
         # docs/reproduce.md), the app's CPU preset (2x256, 1 update/step).
-        "control": {"env": "dmc/cartpole-swingup_sparse", "steps": 6000, "seeds": 2, "expected_s": 200},
+        "control": {
+            "env": "dmc/cartpole-swingup_sparse",
+            "steps": 6000,
+            "seeds": 2,
+            "expected_s": 200,
+        },
         # resnet18 on the embedded digits, --quick recipe; baseline vs ERA.
         "vision": {"arms": ["digits-baseline", "digits-era"], "seeds": [0, 1], "expected_s": 200},
         # GRPO vs GRPO+ERA vs adaptive entropy bonus on the synthetic task. The app's

@@ -69,7 +69,8 @@ TASKS = {
 }
 INSTALL = (
     "the mjx/ environments need MuJoCo Playground on MJX: install era-control with its mjx "
-    "extra (pip install 'era-control[mjx]', i.e. the PyPI packages playground and mujoco-mjx)"
+    "extra (uv build --all-packages --wheel --out-dir dist && pip install --find-links dist "
+    "'era-control[mjx]'; it adds the PyPI packages playground and mujoco-mjx)"
 )
 
 
