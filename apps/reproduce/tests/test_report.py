@@ -178,3 +178,15 @@ def test_thread_settings_recorded_by_runs_are_listed(tmp_path):
     assert found == {
         str(run): {"threads.intra_op": 1, "threads.inter_op": 1, "model.torch_threads": 2}
     }
+
+
+def test_control_verdict_says_equal_for_equal_returns_and_no_nan_percentage():
+    from era_reproduce.plans import _control_verdict
+
+    env = "dmc/cartpole-swingup_sparse"
+    finals = {(env, "sac"): [0.0, 0.0], (env, "sac-era"): [0.0, 0.0]}
+    text = _control_verdict(env, "sac", "sac-era", finals, "quick")
+    assert "is equal to SAC's" in text and "nan" not in text
+    finals = {(env, "sac"): [100.0, 300.0], (env, "sac-era"): [300.0, 500.0]}
+    text = _control_verdict(env, "sac", "sac-era", finals, "quick")
+    assert "is higher than SAC's (400.0 vs 200.0, +100 %" in text

@@ -369,12 +369,12 @@ def _control_check(env: str, algo: str, seeds: list[dict], agent: dict) -> str:
 def _control_verdict(env: str, base_algo: str, era_algo: str, finals: dict, budget: str) -> str:
     base = mean_std(finals[(env, base_algo)])[0]
     era = mean_std(finals[(env, era_algo)])[0]
-    rel = (era - base) / abs(base) * 100 if base else math.nan
-    word = "higher" if era > base else "lower"
+    word = "equal to" if era == base else "higher than" if era > base else "lower than"
+    rel = f", {(era - base) / abs(base) * 100:+.0f} %" if base else ""
     seeds = len(finals[(env, base_algo)])
     text = (
-        f"{env}: {era_algo.upper()}'s final eval return is {word} than {base_algo.upper()}'s "
-        f"({era:.1f} vs {base:.1f}, {rel:+.0f} %; seeds: {era_algo} "
+        f"{env}: {era_algo.upper()}'s final eval return is {word} {base_algo.upper()}'s "
+        f"({era:.1f} vs {base:.1f}{rel}; seeds: {era_algo} "
         f"{seed_values(finals[(env, era_algo)], 1)}, {base_algo} "
         f"{seed_values(finals[(env, base_algo)], 1)}) with {seeds} seeds"
     )
