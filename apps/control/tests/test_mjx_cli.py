@@ -87,7 +87,7 @@ def test_mjx_run_writes_the_usual_files_and_resumes_exactly(tmp_path):
     [
         ("mjx/cartpole-fly", [], "not a DM Control Suite task"),
         ("mjx/Go1JoystickFlatTerrain", [], "not available offline"),
-        ("mjx/pendulum-swingup", ["--num-envs", "0"], "must be >= 1, got 0"),
+        ("mjx/pendulum-swingup", ["--num-envs", "0"], "--num-envs 0 is out of range"),
     ],
 )
 def test_bad_mjx_input_exits_2_with_one_error_line(tmp_path, capsys, env, extra, needle):

@@ -77,9 +77,6 @@ EXAMPLE_IDS = (
     "hb/h1hand-walk-v0",
     "mjx/cheetah-run",
 )
-# the algorithms whose program steps mjx/ environments on the device (registered by
-# era_control.algorithms; spelled here because environment workers load this module alone)
-MJX_ALGOS = ("fasttd3", "fastsac", "fastsac-era")
 HB_INSTALL = (
     "HumanoidBench is not on PyPI. Install it from its upstream source with the pins that work "
     "with dm-control 1.0.50:\n"
@@ -235,8 +232,9 @@ def make_env(
     if prefix == "mjx":
         raise ValueError(
             f"{env_id}: mjx/ environments step on the device inside the program of the "
-            f"parallel algorithms ({', '.join(MJX_ALGOS)}, with --num-envs N); this one steps "
-            "host environments (use dmc/, gym/ or hb/)"
+            "parallel off-policy algorithms (era_control.list_algorithms() with trainer kind "
+            "'parallel off-policy', given --num-envs N); this one steps host environments "
+            "(use dmc/, gym/ or hb/)"
         )
     if prefix == "hb":
         return _hb(name, env_id, action_repeat, standard)
