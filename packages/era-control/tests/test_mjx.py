@@ -118,7 +118,7 @@ def test_bad_mjx_input_is_a_one_line_value_error():
         playground_name("mjx/cartpole-fly")
     with pytest.raises(ValueError, match=r"Menagerie.*not available offline"):
         playground_name("mjx/Go1JoystickFlatTerrain")
-    with pytest.raises(ValueError, match=r"step on the device.*fastsac-era"):
+    with pytest.raises(ValueError, match=r"step on the device.*parallel off-policy"):
         make_env(ENV)
     with pytest.raises(ValueError, match="mjx/ environments step on the device"):
         make_trainer(RunConfig("sac", ENV, 10))
