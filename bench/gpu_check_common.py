@@ -40,8 +40,9 @@ DRY_RUN_BUDGET_S = 600.0
 
 # Third-party modules (top-level import names) that our code -- this script, the bench modules
 # it reuses, packages/*/src and apps/*/src -- may import directly in each section. era_core
-# imports numpy and array_api_compat in every section.
-COMMON_IMPORTS = ("numpy", "array_api_compat")
+# imports numpy and array_api_compat in every section, and threadpoolctl where it is installed
+# (era_core.threads limits NumPy's BLAS pools with it).
+COMMON_IMPORTS = ("numpy", "array_api_compat", "threadpoolctl")
 SECTION_IMPORTS: dict[str, tuple[str, ...]] = {
     "env": ("torch", "jax", "jaxlib"),
     "control": ("jax", "flax", "optax"),
@@ -68,6 +69,7 @@ DEVICE_HAS = {
 # when present and reported as absent otherwise.
 CARRIED: dict[str, tuple[str, str | None, bool]] = {
     "array_api_compat": ("array-api-compat", None, True),
+    "threadpoolctl": ("threadpoolctl", None, False),
     "liger_kernel": ("liger-kernel", "0.8.5", False),
     "cut_cross_entropy": ("cut-cross-entropy", "25.1.1", False),
 }

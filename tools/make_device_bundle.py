@@ -3,7 +3,7 @@
 The GPU machine has torch, JAX, timm, transformers and the rest of its image, no package
 registry and no network. This gathers the few wheels our code needs there beyond that image
 (`bench/gpu_check_common.CARRIED`: ``array-api-compat``, which era_core imports, at uv.lock's
-version; and, unless ``--no-fused``, the fused-kernel libraries ``liger-kernel`` and
+version; and, unless ``--no-fused``, the optional ``threadpoolctl`` and the fused-kernel libraries ``liger-kernel`` and
 ``cut-cross-entropy`` that the llm section measures when present), all pure-Python wheels
 downloaded with ``pip download --no-deps`` for CPython 3.12 on x86-64 Linux; writes the
 commit being checked to ``.device-bundle/commit.txt``; checks that the working tree that
