@@ -16,6 +16,8 @@ os.environ.setdefault(
 import pytest
 from era_control_app.train import main
 
+from era_core.testing import error_line
+
 # The smallest run that writes a checkpoint (at step 40 of 60): what --resume cases start from.
 # Its shapes are those of test_train_cli.py's runs, so the compiled programs are shared.
 TINY = ["--algo", "sac-era", "--env", "dmc/cartpole-swingup", "--action-repeat", "25"]
@@ -29,11 +31,7 @@ def _fails(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as caught:
         main(argv)
     err = capsys.readouterr().err
-    assert caught.value.code == 2, err
-    assert "Traceback" not in err, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("era-control-train: error: ") and message in last, err
-    return last
+    return error_line(caught.value.code, err, "era-control-train", message, one_line=False)
 
 
 def _files(run: Path) -> list[tuple[str, int]]:

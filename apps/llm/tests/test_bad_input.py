@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from era_llm_app.cli import main
 
+from era_core.testing import error_line
+
 # The smallest run that writes a checkpoint: what --resume cases start from.
 TINY = ["--quick", "--steps", "1", "--warmup-steps", "1", "--eval-size", "4", "--no-tensorboard"]
 TINY += ["--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "4"]
@@ -18,11 +20,7 @@ def _fails(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as caught:
         main(argv)
     err = capsys.readouterr().err
-    assert caught.value.code == 2, err
-    assert "Traceback" not in err, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("era-llm-train: error: ") and message in last, err
-    return last
+    return error_line(caught.value.code, err, "era-llm-train", message, one_line=False)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import torch
 from era_vision_app.train import main
 from PIL import Image
 
+from era_core.testing import error_line
+
 # timm's tiny test_resnet on a few batches: seconds per run
 TINY = ["--model", "test_resnet", "--img-size", "16", "--epochs", "2", "--batch-size", "16"]
 TINY += ["--limit-train-batches", "2", "--limit-val-batches", "1", "--eval-batch-size", "64"]
@@ -22,13 +24,8 @@ TINY += ["--no-progress"]
 
 
 def _fails(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("era-vision-train: error: ") and message in lines[0], err
-    return lines[0]
+    code = main(argv)
+    return error_line(code, capsys.readouterr().err, "era-vision-train", message)
 
 
 def _torch_bytes(obj: object) -> bytes:
@@ -56,6 +53,18 @@ def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main([*TINY, "--out", str(out), "--stop-after", "1"]) == 0
     assert (out / "checkpoint.pt").is_file() and not (out / "DONE").exists()
     return out
+
+
+def test_unusable_comparison_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A comparison (`--preset digits-compare --seeds ...`) refuses an unusable --out too,
+    before it loads data, and makes nothing."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    compare = ["--preset", "digits-compare", "--quick", "--seeds", "0", "--no-progress"]
+    for out in (a_file, a_file / "cmp"):
+        line = _fails([*compare, "--out", str(out)], "is a file, not a directory", capsys)
+        assert str(out) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
 def test_unusable_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -59,13 +59,16 @@ def plot_run(out: Path, rows: Sequence[Mapping], low: float, high: float) -> lis
     fig.savefig(out / "entropy.png", dpi=120)
     plt.close(fig)
 
+    # accuracy in % (as everywhere in the reports), the sampled reward on its own [0, 1] axis
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(*_series(rows, "reward_mean"), label="reward (sampled)")
-    ax.plot(*_series(rows, "eval_accuracy"), marker="o", ms=3, label="held-out accuracy (greedy)")
-    ax.set(
-        xlabel="GRPO step", ylabel="reward / accuracy (fraction)", title="Reward", ylim=(0, 1.02)
-    )
-    ax.legend(fontsize=8)
+    steps, accuracy = _series(rows, "eval_accuracy")
+    ax.plot(steps, accuracy * 100, "o-", ms=3, color="C1", label="held-out accuracy (greedy)")
+    ax.set(xlabel="GRPO step", ylabel="held-out accuracy (%)", title="Reward", ylim=(0, 102))
+    reward_ax = ax.twinx()
+    reward_ax.plot(*_series(rows, "reward_mean"), color="C0", label="reward (sampled)")
+    reward_ax.set(ylabel="reward (sampled, mean per step)", ylim=(0, 1.02))
+    lines = [*ax.get_lines(), *reward_ax.get_lines()]
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "reward.png", dpi=120)
     plt.close(fig)

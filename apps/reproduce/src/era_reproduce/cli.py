@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small real runs on CPU (default)")
     mode.add_argument(
-        "--full", action="store_true", help="the paper-scale recipes (GPU, real data)"
+        "--full",
+        action="store_true",
+        help="the paper-scale recipes (GPU, real data; default: --quick)",
     )
     parser.add_argument(
         "--domain",
@@ -66,14 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="run only this domain (repeatable); default: all three",
     )
-    parser.add_argument("--preset", help="with --full: the domain's paper preset to run")
+    parser.add_argument(
+        "--preset",
+        help="with --full: the domain's paper preset to run (default: each domain's paper preset)",
+    )
     parser.add_argument(
         "--out", type=Path, help="output directory (default runs/reproduce-<timestamp>)"
     )
-    parser.add_argument("--vision-data", type=Path, help="with --full: CIFAR-10 / ImageNet folder")
-    parser.add_argument("--llm-model", type=Path, help="with --full: local model checkpoint")
-    parser.add_argument("--llm-data", type=Path, help="with --full: training data (jsonl/parquet)")
-    parser.add_argument("--timeout", type=float, default=None, help="per-run time limit in seconds")
+    parser.add_argument(
+        "--vision-data", type=Path, help="with --full: CIFAR-10 / ImageNet folder (default: none)"
+    )
+    parser.add_argument(
+        "--llm-model", type=Path, help="with --full: local model checkpoint (default: none)"
+    )
+    parser.add_argument(
+        "--llm-data", type=Path, help="with --full: training data (jsonl/parquet; default: none)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="per-run time limit in seconds (default: none)"
+    )
     parser.add_argument(
         "--write-docs",
         type=Path,

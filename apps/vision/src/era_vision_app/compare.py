@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from era_core.runlog import atomic_write_text, read_jsonl
-from era_core.runs import run_status
+from era_core.runs import RunError, check_new_run, run_status
 
 from .config import ConfigError, compare_presets, resolve_config
 from .plots import plot
@@ -76,6 +76,10 @@ def run_comparison(
         raise ConfigError("--seeds needs at least one seed")
     out = Path(out)
     plan = {"comparison": name, "arms": arms, "seeds": seeds, "quick": quick, "explicit": explicit}
+    plan_path = out / "comparison.json"
+    if not plan_path.is_file():
+        # a new comparison: --out must be usable (refused before any data or model is loaded)
+        check_new_run(out, checkpoint=CHECKPOINT)
     # every run is checked (model, data, H_min) before the first one trains
     prepared, loaded = {}, {}
     for arm in arms:
@@ -84,7 +88,6 @@ def run_comparison(
             run = prepare(config, loaded.get(config.data_dir))
             loaded[config.data_dir] = run.data
             prepared[arm, seed] = run
-    plan_path = out / "comparison.json"
     if plan_path.exists():
         if json.loads(plan_path.read_text()) != json.loads(json.dumps(plan)):
             raise ConfigError(
@@ -92,8 +95,11 @@ def run_comparison(
                 "choose another --out"
             )
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(plan_path, json.dumps(plan, indent=2) + "\n")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(plan_path, json.dumps(plan, indent=2) + "\n")
+        except OSError as error:
+            raise RunError(f"--out {str(out)!r}: cannot write there ({error.strerror})") from None
     for (arm, seed), run in prepared.items():
         run_dir = out / arm / f"seed{seed}"
         if progress:
