@@ -11,4 +11,6 @@ export VAL_FILES=${VAL_FILES:-$HOME/data/aime24/test.parquet}
 export MAX_RESPONSE=${MAX_RESPONSE:-8192}
 export TRAIN_BATCH=${TRAIN_BATCH:-256}
 export N_GPUS=${N_GPUS:-8}
+# the authors' 7B runs always use the top-k stage (log-probs over the 20 largest logits)
+export ERA_LOGIT_TOPK=${ERA_LOGIT_TOPK:-20}
 exec bash "$here/verl_common.sh" "$@"

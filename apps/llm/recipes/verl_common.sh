@@ -23,7 +23,9 @@ set -euo pipefail
 : "${VAL_FILES:?set VAL_FILES to the validation parquet}"
 METHOD=${METHOD:-era}
 # ERA_LOW, ERA_HIGH, ERA_K, ERA_ADV_SCALE: passed only when set; otherwise the paper's values,
-# ERAPolicyLossConfig's defaults (those of era_llm.era.ERAConfig), apply.
+# ERAPolicyLossConfig's defaults (those of era_llm.era.ERAConfig), apply. ERA_LOGIT_TOPK=20 turns
+# on the top-k stage (old and new log-probs over the 20 largest logits; unset: the full softmax),
+# ERA_TOPK_LABEL=constant|renormalise what a label outside the top k gets (default constant).
 N_GPUS=${N_GPUS:-8}
 NNODES=${NNODES:-1}
 TRAIN_BATCH=${TRAIN_BATCH:-256}       # prompts per step; on-policy: mini batch = train batch
@@ -56,7 +58,7 @@ case "$METHOD" in
   era|gspo-era)
     mode=era; [[ "$METHOD" == gspo-era ]] && mode=era_gspo
     loss=(actor_rollout_ref.actor.policy_loss.loss_mode=$mode)
-    for key in low high k adv_scale; do
+    for key in low high k adv_scale logit_topk topk_label; do
       var=ERA_${key^^}
       if [[ -n "${!var:-}" ]]; then
         loss+=("+actor_rollout_ref.actor.policy_loss.era_${key}=${!var}")
