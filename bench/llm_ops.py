@@ -299,6 +299,23 @@ def fmt_mem(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
+def case_rows(results: list[dict]) -> list[str]:
+    """The Markdown table of the measured cases: header, then one row per case."""
+    lines = [
+        "| case | time (median) | time (fastest) | CPU time (median) | peak memory (timed steps) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r.get("oom"):
+            lines.append(f"| {r['case']} | out of memory | — | — | — |")
+        else:
+            lines.append(
+                f"| {r['case']} | {r['time_s']:.3f} s | {min(r['times']):.3f} s "
+                f"| {r['cpu_s']:.3f} s | {fmt_mem(r['peak_bytes'])} |"
+            )
+    return lines
+
+
 def table(results: list[dict], shape: dict, device: str, command: str, quick: bool = False) -> str:
     by = {r["case"]: r for r in results}
     lines = [
@@ -311,18 +328,9 @@ def table(results: list[dict], shape: dict, device: str, command: str, quick: bo
         + (f", torch threads {results[0].get('threads')}" if results[0].get("threads") else "")
         + ".",
         "",
-        "| case | time (median) | time (fastest) | CPU time (median) | peak memory (timed steps) |",
-        "|---|---|---|---|---|",
+        *case_rows(results),
+        "",
     ]
-    for r in results:
-        if r.get("oom"):
-            lines.append(f"| {r['case']} | out of memory | — | — | — |")
-        else:
-            lines.append(
-                f"| {r['case']} | {r['time_s']:.3f} s | {min(r['times']):.3f} s "
-                f"| {r['cpu_s']:.3f} s | {fmt_mem(r['peak_bytes'])} |"
-            )
-    lines.append("")
     ratios = []
 
     def ratio(num, den, what, goal, higher_is_better=True):
@@ -386,18 +394,9 @@ def peer_table(
         f"cases with scales c ∈ {{2, 1, 0.5}}. `{command}`, {datetime.date.today().isoformat()}, "
         f"{platform.machine()}" + (f", torch threads {threads}" if threads else "") + ".",
         "",
-        "| case | time (median) | time (fastest) | CPU time (median) | peak memory (timed steps) |",
-        "|---|---|---|---|---|",
+        *case_rows(results),
+        "",
     ]
-    for r in results:
-        if r.get("oom"):
-            lines.append(f"| {r['case']} | out of memory | — | — | — |")
-        else:
-            lines.append(
-                f"| {r['case']} | {r['time_s']:.3f} s | {min(r['times']):.3f} s "
-                f"| {r['cpu_s']:.3f} s | {fmt_mem(r['peak_bytes'])} |"
-            )
-    lines.append("")
     pairs = [
         ("TRL ERA", "ours ERA"),
         ("verl ERA", "ours ERA"),
