@@ -16,7 +16,7 @@ os.environ.setdefault(
 import pytest
 from era_control_app.train import main
 
-from era_core.testing import error_line
+from era_core.testing import assert_nothing_made, copy_run, error_line, unusable_outs
 
 # The smallest run that writes a checkpoint (at step 40 of 60): what --resume cases start from.
 # Its shapes are those of test_train_cli.py's runs, so the compiled programs are shared.
@@ -47,32 +47,11 @@ def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _copy(run: Path, to: Path) -> Path:
-    to.mkdir()
-    for file in run.iterdir():
-        if file.is_file():
-            (to / file.name).write_bytes(file.read_bytes())
-    return to
-
-
 def test_unusable_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a_file = tmp_path / "a-file"
-    a_file.write_text("x")
-    cases = [
-        (a_file, "is a file, not a directory"),
-        (a_file / "run", "is a file, not a directory"),
-        (Path("/proc/era-run"), "cannot create it"),  # a location nobody may create in
-    ]
-    if os.geteuid() != 0:  # root writes into read-only folders
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o555)
-        cases += [(locked, "cannot write there"), (locked / "run", "cannot create it")]
-    for out, message in cases:
+    for out, message in unusable_outs(tmp_path):
         line = _fails([*TINY, "--out", str(out)], message, capsys)
         assert str(out) in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["a-file"] + (["locked"] if os.geteuid() != 0 else [])
-    )
+    assert_nothing_made(tmp_path)
 
 
 def test_values_that_slip_past_the_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -139,7 +118,7 @@ def test_broken_checkpoints_and_configs_on_resume(
         "edited steps": ("config.json", edited(steps="many"), "config.json steps='many'"),
     }
     for i, (name, content, message) in enumerate(faults.values()):
-        run = _copy(stopped_run, tmp_path / f"r{i}")
+        run = copy_run(stopped_run, tmp_path / f"r{i}")
         if content is None:
             content = (run / name).read_bytes()[:64]
         (run / name).write_bytes(content)
@@ -151,7 +130,7 @@ def test_broken_checkpoints_and_configs_on_resume(
 def test_flags_that_resume_would_ignore(
     stopped_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = _copy(stopped_run, tmp_path / "run")
+    run = copy_run(stopped_run, tmp_path / "run")
     before = _files(run)
     _fails(
         ["--resume", str(run), "--config", "cpu-cartpole"],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from era_llm_app.cli import main
 
-from era_core.testing import error_line
+from era_core.testing import assert_nothing_made, copy_run, error_line, unusable_outs
 
 # The smallest run that writes a checkpoint: what --resume cases start from.
 TINY = ["--quick", "--steps", "1", "--warmup-steps", "1", "--eval-size", "4", "--no-tensorboard"]
@@ -30,26 +30,11 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _copy(run: Path, to: Path) -> Path:
-    to.mkdir()
-    for file in run.iterdir():
-        if file.is_file():
-            (to / file.name).write_bytes(file.read_bytes())
-    return to
-
-
 def test_unusable_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a_file = tmp_path / "a-file"
-    a_file.write_text("x")
-    cases = [
-        (a_file, "is a file, not a directory"),
-        (a_file / "run", "is a file, not a directory"),
-        (Path("/proc/era-run"), "cannot create it"),  # a location nobody may create in
-    ]
-    for out, message in cases:
+    for out, message in unusable_outs(tmp_path):
         line = _fails(["--out", str(out), *TINY], message, capsys)
         assert str(out) in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    assert_nothing_made(tmp_path)
 
 
 def test_values_that_slip_past_the_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -88,14 +73,14 @@ def test_broken_checkpoints_and_configs_on_resume(
         "config not an object": ("config.json", b"[1]", "must hold a JSON object"),
     }
     for i, (name, content, message) in enumerate(faults.values()):
-        run = _copy(finished_run, tmp_path / f"r{i}")
+        run = copy_run(finished_run, tmp_path / f"r{i}")
         if content is None:
             content = (run / name).read_bytes()[:64]
         (run / name).write_bytes(content)
         before = sorted((p.name, p.stat().st_size) for p in run.iterdir())
         _fails(["--out", str(run), "--resume", *TINY, "--steps", "2"], message, capsys)
         assert sorted((p.name, p.stat().st_size) for p in run.iterdir()) == before
-    edited = _copy(finished_run, tmp_path / "edited")
+    edited = copy_run(finished_run, tmp_path / "edited")
     config = json.loads((edited / "config.json").read_text())
     (edited / "config.json").write_text(json.dumps({**config, "lr": config["lr"] * 2}))
     _fails(["--out", str(edited), "--resume", *TINY, "--steps", "2"], "--lr cannot change", capsys)
@@ -108,7 +93,7 @@ def test_resume_needs_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_a_moved_run_stays_resumable(finished_run: Path, tmp_path: Path) -> None:
-    moved = _copy(finished_run, tmp_path / "moved")
+    moved = copy_run(finished_run, tmp_path / "moved")
     assert main(["--out", str(moved), "--resume", *TINY, "--steps", "2"]) == 0
     assert (moved / "DONE").is_file()
     assert not list(moved.glob(".*.tmp")), "a checkpoint's temporary file survived"
@@ -117,7 +102,7 @@ def test_a_moved_run_stays_resumable(finished_run: Path, tmp_path: Path) -> None
 def test_a_finished_run_resumed_without_new_steps_rewrites_nothing(
     finished_run: Path, tmp_path: Path
 ) -> None:
-    run = _copy(finished_run, tmp_path / "again")
+    run = copy_run(finished_run, tmp_path / "again")
     stamps = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
     assert main(["--out", str(run), "--resume", *TINY]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()} == stamps

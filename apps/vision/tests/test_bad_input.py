@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from era_vision_app.train import main
 from PIL import Image
 
-from era_core.testing import error_line
+from era_core.testing import assert_nothing_made, copy_run, error_line, unusable_outs
 
 # timm's tiny test_resnet on a few batches: seconds per run
 TINY = ["--model", "test_resnet", "--img-size", "16", "--epochs", "2", "--batch-size", "16"]
@@ -36,14 +35,6 @@ def _torch_bytes(obj: object) -> bytes:
 
 def _files(run: Path) -> list[tuple[str, int]]:
     return sorted((p.name, p.stat().st_size) for p in run.iterdir())
-
-
-def _copy(run: Path, to: Path) -> Path:
-    to.mkdir()
-    for file in run.iterdir():
-        if file.is_file():
-            (to / file.name).write_bytes(file.read_bytes())
-    return to
 
 
 @pytest.fixture(scope="module")
@@ -68,24 +59,10 @@ def test_unusable_comparison_out(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_unusable_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a_file = tmp_path / "a-file"
-    a_file.write_text("x")
-    cases = [
-        (a_file, "is a file, not a directory"),
-        (a_file / "run", "is a file, not a directory"),
-        (Path("/proc/era-run"), "cannot create it"),
-    ]
-    if os.geteuid() != 0:  # root writes into read-only folders
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o555)
-        cases += [(locked, "cannot write there"), (locked / "run", "cannot create it")]
-    for out, message in cases:
+    for out, message in unusable_outs(tmp_path):
         line = _fails([*TINY, "--out", str(out)], message, capsys)
         assert str(out) in line
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == sorted(["a-file"] + (["locked"] if os.geteuid() != 0 else []))
-    if os.geteuid() != 0:
-        assert not any((tmp_path / "locked").iterdir())
+    assert_nothing_made(tmp_path)
 
 
 def test_values_that_slip_past_the_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -187,7 +164,7 @@ def test_broken_checkpoints_and_configs_on_resume(
         "unknown key": ("config.json", edited(lrr=1), "unknown config keys ['lrr']"),
     }
     for i, (name, content, message) in enumerate(faults.values()):
-        run = _copy(stopped_run, tmp_path / f"r{i}")
+        run = copy_run(stopped_run, tmp_path / f"r{i}")
         if content is None:
             content = (run / name).read_bytes()[:200]
         (run / name).write_bytes(content)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
-from era_core.testing import error_line, help_problems
+from era_core import runs
+from era_core.testing import (
+    assert_nothing_made,
+    copy_run,
+    error_line,
+    help_problems,
+    unusable_outs,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,3 +54,22 @@ def test_error_line() -> None:
     assert error_line(2, "warning\n" + err, "tool", "--seed", one_line=False) == err.strip()
     with pytest.raises(AssertionError):
         error_line(2, err, "tool", "--steps")
+
+
+def test_unusable_outs_are_refused_by_new_run(tmp_path: Path) -> None:
+    """Every case unusable_outs makes is one era_core.runs refuses with the stated reason."""
+    for out, message in unusable_outs(tmp_path):
+        with pytest.raises(runs.RunError, match=message):
+            runs.new_run(out, {"seed": 0})
+    assert_nothing_made(tmp_path)
+    (tmp_path / "stray").mkdir()
+    with pytest.raises(AssertionError):
+        assert_nothing_made(tmp_path)
+
+
+def test_copy_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "tb").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    copy = copy_run(run, tmp_path / "copy")
+    assert sorted(p.name for p in copy.iterdir()) == ["config.json"]

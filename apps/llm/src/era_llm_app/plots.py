@@ -63,12 +63,17 @@ def plot_run(out: Path, rows: Sequence[Mapping], low: float, high: float) -> lis
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps, accuracy = _series(rows, "eval_accuracy")
     ax.plot(steps, accuracy * 100, "o-", ms=3, color="C1", label="held-out accuracy (greedy)")
-    ax.set(xlabel="GRPO step", ylabel="held-out accuracy (%)", title="Reward", ylim=(0, 102))
+    ax.set(
+        xlabel="GRPO step",
+        ylabel="held-out accuracy (%)",
+        title="Reward and accuracy",
+        ylim=(0, 102),
+    )
     reward_ax = ax.twinx()
     reward_ax.plot(*_series(rows, "reward_mean"), color="C0", label="reward (sampled)")
     reward_ax.set(ylabel="reward (sampled, mean per step)", ylim=(0, 1.02))
     lines = [*ax.get_lines(), *reward_ax.get_lines()]
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
+    ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "reward.png", dpi=120)
     plt.close(fig)

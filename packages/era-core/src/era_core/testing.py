@@ -6,6 +6,10 @@
   escaped-brace leftovers.
 * :func:`error_line` checks what a CLI printed for a bad input: exit status 2, no traceback, and
   one ``prog: error: ...`` line that names the problem.
+* :func:`unusable_outs` makes the ``--out`` values no run may use (a file, a path through a
+  file, a location nobody may create, and a read-only folder where permissions apply) with the
+  message each must give, and :func:`assert_nothing_made` checks that the refusals left nothing;
+  :func:`copy_run` copies a run directory's files (to corrupt the copy, not the original).
 
 Only the standard library is imported, so an app's tests can use these wherever era-core is
 installed.
@@ -14,11 +18,23 @@ installed.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from unittest import mock
 
-__all__ = ["console_scripts", "error_line", "help_problems", "script_parser"]
+__all__ = [
+    "assert_nothing_made",
+    "console_scripts",
+    "copy_run",
+    "error_line",
+    "help_problems",
+    "script_parser",
+    "unusable_outs",
+]
+
+_A_FILE, _LOCKED = "a-file", "locked"
 
 
 class _Built(Exception):
@@ -90,3 +106,43 @@ def error_line(code: object, err: str, prog: str, message: str, *, one_line: boo
     line = lines[-1]
     assert line.startswith(f"{prog}: error: ") and message in line, err
     return line
+
+
+def _permissions_apply() -> bool:
+    """Whether a read-only folder stops this process (root writes into it anyway)."""
+    return os.geteuid() != 0
+
+
+def unusable_outs(folder: Path) -> list[tuple[Path, str]]:
+    """``(path, message)`` pairs: ``--out`` values a run must refuse, each with (part of) the
+    reason its one error line must give. Makes ``folder/a-file`` and, where permissions apply,
+    the read-only ``folder/locked``."""
+    a_file = folder / _A_FILE
+    a_file.write_text("x")
+    cases = [
+        (a_file, "is a file, not a directory"),
+        (a_file / "run", "is a file, not a directory"),
+        (Path("/proc/era-run"), "cannot create it"),  # a location nobody may create in
+    ]
+    if _permissions_apply():
+        locked = folder / _LOCKED
+        locked.mkdir(mode=0o555)
+        cases += [(locked, "cannot write there"), (locked / "run", "cannot create it")]
+    return cases
+
+
+def assert_nothing_made(folder: Path) -> None:
+    """``folder`` holds only what :func:`unusable_outs` made, and the read-only folder is empty."""
+    expected = sorted([_A_FILE] + ([_LOCKED] if _permissions_apply() else []))
+    assert sorted(p.name for p in folder.iterdir()) == expected
+    if _permissions_apply():
+        assert not any((folder / _LOCKED).iterdir())
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    """A copy of the files (not the folders) of run directory ``run`` in the new folder ``to``."""
+    to.mkdir()
+    for file in run.iterdir():
+        if file.is_file():
+            (to / file.name).write_bytes(file.read_bytes())
+    return to
