@@ -159,7 +159,12 @@ class MJXTask:
         except ImportError as err:
             raise ImportError(f"{env_id}: {INSTALL} ({err})") from err
         self.env_id, self.name = env_id, name
-        self.env = dm_control_suite.load(name, config_overrides={"impl": "jax"})
+        try:
+            self.env = dm_control_suite.load(name, config_overrides={"impl": "jax"})
+        except AttributeError as err:  # Playground code that the installed MuJoCo lacks
+            raise ValueError(
+                f"{env_id}: MuJoCo Playground cannot build {name} with the installed mujoco ({err})"
+            ) from err
         ctrl = np.asarray(self.env.mj_model.actuator_ctrlrange)
         if not np.allclose(ctrl, [-1.0, 1.0]):
             raise ValueError(f"{env_id}: action bounds are not [-1, 1]")
