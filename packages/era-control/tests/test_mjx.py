@@ -165,7 +165,9 @@ print("RESULT" + json.dumps(out))
 )
 def test_four_cpu_devices_shard_the_envs_and_equal_one_device(tmp_path):
     run = _run("fastsac-era", steps=64, log_interval=32, eval_interval=64, checkpoint_interval=64)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    # the device count first: XLA stops reading flags at a token that is not one of its own
+    flags = "--xla_force_host_platform_device_count=4 " + os.environ.get("XLA_FLAGS", "")
+    env = dict(os.environ, XLA_FLAGS=flags.strip())
     env.pop("JAX_PLATFORMS", None)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(SHARDED), json.dumps(run.to_dict())],
