@@ -107,3 +107,26 @@ def test_a_host_algorithm_refuses_an_mjx_env(tmp_path, capsys):
         main(["--algo", "sac", "--env", "mjx/cheetah-run", "--steps", "64", "--out", str(out)])
     assert err.value.code == 2 and "step on the device" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cpu_sizes_fill_only_the_unset_fields_of_an_mjx_fast_run():
+    from era_control_app.config import cpu_sized
+
+    run = {"algo": "fastsac-era", "env": "mjx/cheetah-run", "steps": 20000}
+    fresh = dict(run, agent={})
+    assert cpu_sized(fresh) == [
+        "actor_hidden=[128, 128, 128]",
+        "critic_hidden=[256, 256, 256]",
+        "batch_size=1024",
+    ]
+    assert fresh["agent"] == {
+        "actor_hidden": [128, 128, 128],
+        "critic_hidden": [256, 256, 256],
+        "batch_size": 1024,
+    }
+    given = dict(run, agent={"batch_size": 32768})
+    assert cpu_sized(given) == ["actor_hidden=[128, 128, 128]", "critic_hidden=[256, 256, 256]"]
+    assert given["agent"]["batch_size"] == 32768
+    for other in (dict(run, env="dmc/cheetah-run"), dict(run, algo="sac")):
+        other["agent"] = {}
+        assert cpu_sized(other) == [] and other["agent"] == {}

@@ -118,6 +118,26 @@ def quick(run: dict[str, Any]) -> dict[str, Any]:
     return align_intervals(run)
 
 
+def cpu_sized(run: dict[str, Any]) -> list[str]:
+    """For an ``mjx/`` run of a parallel off-policy algorithm (FastTD3, FastSAC, FastSAC-ERA)
+    on a CPU backend: the config's ``quick()`` sizes (networks, batch) for each of its
+    ``QUICK_FIELDS`` that the preset and ``--set`` left unset, written into ``run["agent"]``
+    (so ``config.json`` and ``--resume`` keep them). The published defaults are sized for a
+    GPU (a 32768-transition batch through 1024-wide critics). Returns ``key=value`` of each
+    field set, empty when none."""
+    spec = get_algorithm(run["algo"])
+    if spec.trainer != "parallel off-policy" or not str(run["env"]).startswith("mjx/"):
+        return []
+    fields = getattr(spec.config, "QUICK_FIELDS", ())
+    small = make_algo_config(run["algo"], run["agent"]).quick(run["steps"])
+    changed = []
+    for key in fields:
+        if key not in run["agent"]:
+            run["agent"][key] = _jsonable(getattr(small, key))
+            changed.append(f"{key}={run['agent'][key]}")
+    return changed
+
+
 def align_intervals(run: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """Round the eval and checkpoint intervals (those not in ``keep``, i.e. not given as flags)
     down to multiples of the log interval: both happen only on logging steps."""

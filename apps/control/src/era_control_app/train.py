@@ -36,6 +36,7 @@ from .config import (  # noqa: F401  (re-exported: the names this module has alw
     THREADS_KEY,
     RunFlags,
     align_intervals,
+    cpu_sized,
     default_intervals,
     parse_set,
     quick,
@@ -167,6 +168,20 @@ def choose_threads(opts: RunOptions, run: dict[str, Any]) -> dict[str, Any]:
     return {**plan.to_dict(), "xla_flags": threads.apply_xla(plan)}
 
 
+def _size_for_cpu(run: dict[str, Any]) -> str | None:
+    """A fresh ``mjx/`` Fast* run on a CPU backend takes the CPU sizes (:func:`cpu_sized`)
+    of the fields not given; returns the line that says so (``None``: nothing changed)."""
+    import jax
+
+    changed = cpu_sized(run) if jax.default_backend() == "cpu" else []
+    if not changed:
+        return None
+    return (
+        f"{run['algo']} on {run['env']} with a CPU backend: CPU-sized {', '.join(changed)} "
+        "(give them with --set to keep the published GPU-sized defaults)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -182,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dict = _open(args, opts)
         cpu_threads = choose_threads(opts, run_dict)
+        sized = _size_for_cpu(run_dict) if opts.resume is None else None
     except ValueError as err:
         parser.error(str(err))
 
@@ -194,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         run, resume = training.open_run(stored, out=opts.out, resume=opts.resume)
     except (ValueError, ImportError, TypeError) as err:
         parser.error(str(err))
+    if sized is not None:  # said once the run is valid: bad input stays one line
+        print(sized, file=sys.stderr)
 
     last = training.train(
         trainer,
