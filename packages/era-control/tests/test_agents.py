@@ -102,7 +102,7 @@ def test_sac_era_learns_cartpole_swingup_with_entropy_at_target():
     run = RunConfig(
         algo="sac-era",
         env="dmc/cartpole-swingup",
-        steps=3000,
+        steps=4500,
         seeds=1,
         action_repeat=8,
         log_interval=300,
