@@ -254,3 +254,20 @@ def test_discard_removes_a_failed_new_run_only(tmp_path):
     run.save_checkpoint({"step": 1})
     assert not run.discard() and run.has_checkpoint()
     assert not resume_run(run.path).discard()
+
+
+def test_make_dir_with_writes_its_file_or_leaves_nothing(tmp_path, monkeypatch):
+    made = runs.make_dir_with(tmp_path / "a" / "b", "plan.json", "{}\n")
+    assert made == [tmp_path / "a" / "b", tmp_path / "a"]
+    assert (tmp_path / "a" / "b" / "plan.json").read_text() == "{}\n"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(runs.RunError, match="is a file, not a directory"):
+        runs.make_dir_with(tmp_path / "file" / "c", "plan.json", "{}\n")
+
+    def denied(path, text):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(runs, "atomic_write_text", denied)
+    with pytest.raises(runs.RunError, match="cannot write there \\(Permission denied\\)"):
+        runs.make_dir_with(tmp_path / "x" / "y", "plan.json", "{}\n")
+    assert not (tmp_path / "x").exists()

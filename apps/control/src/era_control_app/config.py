@@ -111,8 +111,7 @@ def quick(run: dict[str, Any]) -> dict[str, Any]:
     run["steps"] = min(run["steps"], config_class.QUICK_STEPS)
     run["seeds"] = min(run["seeds"], 2)
     run["eval_episodes"] = 1
-    small = make_algo_config(run["algo"], run["agent"]).quick(run["steps"])
-    run["agent"].update({k: _jsonable(getattr(small, k)) for k in config_class.QUICK_FIELDS})
+    run["agent"].update(_quick_agent(run))
     for key in ("log_interval", "eval_interval", "checkpoint_interval"):
         run[key] = min(run[key], default_intervals(run["steps"])[key])
     return align_intervals(run)
@@ -128,14 +127,16 @@ def cpu_sized(run: dict[str, Any]) -> list[str]:
     spec = get_algorithm(run["algo"])
     if spec.trainer != "parallel off-policy" or not str(run["env"]).startswith("mjx/"):
         return []
-    fields = getattr(spec.config, "QUICK_FIELDS", ())
+    unset = {k: v for k, v in _quick_agent(run).items() if k not in run["agent"]}
+    run["agent"].update(unset)
+    return [f"{key}={value}" for key, value in unset.items()]
+
+
+def _quick_agent(run: dict[str, Any]) -> dict[str, Any]:
+    """The config's ``quick()`` values of its ``QUICK_FIELDS`` for ``run``, as config.json holds them."""
     small = make_algo_config(run["algo"], run["agent"]).quick(run["steps"])
-    changed = []
-    for key in fields:
-        if key not in run["agent"]:
-            run["agent"][key] = _jsonable(getattr(small, key))
-            changed.append(f"{key}={run['agent'][key]}")
-    return changed
+    fields = get_algorithm(run["algo"]).config.QUICK_FIELDS
+    return {key: _jsonable(getattr(small, key)) for key in fields}
 
 
 def align_intervals(run: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:

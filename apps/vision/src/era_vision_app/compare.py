@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from era_core.runlog import atomic_write_text, read_jsonl
-from era_core.runs import RunError, check_new_run, run_status
+from era_core.runs import check_new_run, make_dir_with, run_status
 
 from .config import ConfigError, compare_presets, resolve_config
 from .plots import plot
@@ -95,11 +95,7 @@ def run_comparison(
                 "choose another --out"
             )
     else:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(plan_path, json.dumps(plan, indent=2) + "\n")
-        except OSError as error:
-            raise RunError(f"--out {str(out)!r}: cannot write there ({error.strerror})") from None
+        make_dir_with(out, plan_path.name, json.dumps(plan, indent=2) + "\n")
     for (arm, seed), run in prepared.items():
         run_dir = out / arm / f"seed{seed}"
         if progress:

@@ -65,6 +65,7 @@ __all__ = [
     "RunError",
     "check_new_run",
     "config_diff",
+    "make_dir_with",
     "new_run",
     "read_config",
     "resume_run",
@@ -281,14 +282,31 @@ def new_run(
     path = Path(path)
     check_new_run(path, checkpoint=checkpoint, flag=flag, resume_flag=resume_flag)
     stored = _jsonable(config)
+    created = make_dir_with(path, CONFIG, json.dumps(stored, indent=2) + "\n", flag=flag)
+    return Run(path, stored, resumed=False, checkpoint=checkpoint, flag=flag, created=bool(created))
+
+
+def make_dir_with(
+    path: str | os.PathLike, name: str, text: str, *, flag: str = "--out"
+) -> list[Path]:
+    """Create directory ``path`` (and its missing parents) holding the file ``name`` with
+    ``text`` (written atomically): how :func:`new_run` writes ``config.json``, and how an app
+    starts a directory of several runs (a comparison's plan). Returns the directories created,
+    deepest first.
+
+    Raises:
+        RunError: a folder on the way is a file, or ``path`` cannot be created or written; then
+            every directory this call made is removed again.
+    """
+    path = Path(path)
     created = _make_dirs(path, flag)
     try:
-        atomic_write_text(path / CONFIG, json.dumps(stored, indent=2) + "\n")
+        atomic_write_text(path / name, text)
     except OSError as error:
         for directory in created:
             directory.rmdir()
         raise RunError(f"{flag} {str(path)!r}: cannot write there ({_reason(error)})") from None
-    return Run(path, stored, resumed=False, checkpoint=checkpoint, flag=flag, created=bool(created))
+    return created
 
 
 def check_new_run(
