@@ -74,6 +74,20 @@ def test_batched_step_is_playground_step_with_auto_reset():
     assert not np.allclose(out.obs[0, 1], out.final_obs[0, 1])
 
 
+@pytest.mark.parametrize("env_id", [ENV, "mjx/cheetah-run"])
+def test_a_step_keeps_the_state_types_of_a_reset(env_id):
+    """A jitted loop given a fresh state and then a stepped one compiles once only if both have
+    the same avals: cheetah's Playground reset leaves ``data.time`` weakly typed."""
+    task = load_task(env_id)
+    init = jax.eval_shape(task.init, env_keys([0], 2))
+    stepped = jax.eval_shape(
+        task.step, init, jax.ShapeDtypeStruct((1, 2, task.action_dim), jnp.float32)
+    )[0]
+    avals = lambda tree: [(x.shape, x.dtype, x.weak_type) for x in jax.tree.leaves(tree)]  # noqa: E731
+    assert avals(init) == avals(stepped)
+    assert not any(weak for *_, weak in avals(init))
+
+
 def _run(algo, steps=96, **kw):
     base = {"log_interval": 32, "eval_interval": 96, "checkpoint_interval": 32}
     base |= {"eval_episodes": 2, "action_repeat": REPEAT, "agent": dict(TINY), "num_envs": 4}

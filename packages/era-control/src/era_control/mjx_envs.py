@@ -147,6 +147,13 @@ jax.tree_util.register_dataclass(
 )
 
 
+def _strong(tree: Any) -> Any:
+    """``tree`` with every leaf's dtype strong. Playground's reset and step leave some leaves
+    weakly typed (cheetah's reset ``data.time``, pendulum's step another), and a jitted loop
+    given a state of each kind compiles twice (a minute at MJX's sizes)."""
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.result_type(x)), tree)
+
+
 class MJXTask:
     """One Playground DM Control Suite task as pure, batchable JAX functions."""
 
@@ -177,7 +184,7 @@ class MJXTask:
 
     # ---- one environment (vmapped by the batched functions below) ---------------------------
     def _reset_one(self, key: jax.Array) -> Any:
-        return self.env.reset(key)
+        return _strong(self.env.reset(key))
 
     def _step_one(self, sim: Any, action: jax.Array) -> tuple[Any, jax.Array]:
         """``action_repeat`` physics-control steps: the new Playground state and summed reward."""
@@ -188,9 +195,9 @@ class MJXTask:
             return (sim, total + sim.reward), None
 
         (sim, reward), _ = jax.lax.scan(
-            repeat, (sim, jnp.zeros((), jnp.float32)), None, length=self.action_repeat
+            repeat, (_strong(sim), jnp.zeros((), jnp.float32)), None, length=self.action_repeat
         )
-        return sim, reward
+        return _strong(sim), reward
 
     # ---- batches ----------------------------------------------------------------------------
     def init(self, base_keys: jax.Array) -> dict[str, Any]:
