@@ -1,7 +1,9 @@
 """FastTD3, FastSAC, FastSAC-ERA and the parallel environments: the categorical projection
 against a NumPy reference, worker-process environments against in-process ones, the ERA
-entropy in a real run, exact resume with two environments per seed, and bad input."""
+entropy in a real run, exact resume with two environments per seed and on HumanoidBench in
+worker processes, and bad input."""
 
+import importlib.util
 import os
 import pickle
 import tempfile
@@ -18,7 +20,7 @@ import pytest
 
 import era_core
 from era_control.distributional import categorical_projection, support
-from era_control.envs import VectorEnv
+from era_control.envs import VectorEnv, make_env
 from era_control.training import RunConfig, make_trainer
 
 # one tiny config for every run below, so each algorithm compiles once in this module
@@ -106,10 +108,10 @@ def test_worker_envs_equal_in_process_envs_and_restore_exactly():
         remote.close()
 
 
-def _run(algo, steps=48, **kw):
+def _run(algo, steps=48, env=ENV, **kw):
     base = {"log_interval": 16, "eval_interval": 48, "checkpoint_interval": 16}
     base |= {"eval_episodes": 1, "action_repeat": 50, "agent": dict(TINY)}
-    return RunConfig(algo, ENV, steps, seeds=2, num_envs=2, **(base | kw))
+    return RunConfig(algo, env, steps, seeds=2, num_envs=2, **(base | kw))
 
 
 def _train(run, resume=None, stop_at=None):
@@ -138,6 +140,31 @@ def test_resume_with_two_envs_per_seed_is_exact(algo):
     assert [r for r in first if r["step"] <= 16] + rest == rows
     assert {r["step"] for r in rows} == {16, 32, 48} and {r["seed"] for r in rows} == {0, 1}
     assert "critic_loss" in rows[-1] and "eval_return" in rows[-1]
+    for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(part.state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+HB = "hb/h1-walk-v0"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("humanoid_bench") is None,
+    reason="HumanoidBench is not installed (its wheel is not in ../shared/wheels)",
+)
+@pytest.mark.parametrize("algo", ["fasttd3", "fastsac", "fastsac-era"])
+def test_resume_on_humanoidbench_in_worker_processes_is_exact(algo):
+    """The standard HumanoidBench task (no action repeat, with termination) in worker
+    processes: killed after its first checkpoint and resumed, a run equals the uninterrupted
+    one row for row and in its final state (environments restored from the checkpoint)."""
+    run = _run(algo, 32, HB, action_repeat=None, log_interval=8, eval_interval=32)
+    full, rows, _ = _train(run)
+    assert type(full.envs.pool).__name__ == "_WorkerEnvs"  # the environments ran in workers
+    standard = make_env(HB, None, standard=True)
+    assert (standard.action_repeat, standard.terminate) == (1, True)
+    _, first, blobs = _train(run, stop_at=20)  # "killed" at 20: last checkpoint at 16
+    part, rest, _ = _train(run, resume=blobs[16])
+    assert [r for r in first if r["step"] <= 16] + rest == rows
+    assert {r["step"] for r in rows} == {8, 16, 24, 32} and "eval_return" in rows[-1]
     for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(part.state), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
