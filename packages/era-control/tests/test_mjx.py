@@ -101,7 +101,7 @@ def _train(run, resume=None, stop_at=None):
     return trainer, [{k: v for k, v in r.items() if k not in TIMING} for r in rows], blobs
 
 
-@pytest.mark.parametrize("algo", ["fastsac-era"])
+@pytest.mark.parametrize("algo", ["fasttd3", "fastsac", "fastsac-era"])
 def test_resume_on_device_envs_is_exact(algo):
     run = _run(algo)
     full, rows, _ = _train(run)
