@@ -23,7 +23,7 @@ TRAIN = [
     (("--device",), "device", None, None, None, "auto", "_StoreAction", False),
     (("--threads",), "threads", None, "int", None, 0, "_StoreAction", False),
     (("--rollout",), "rollout", None, None, ("hf", "vllm"), "hf", "_StoreAction", False),
-    (("--task-op",), "task_op", None, None, ("+", "-", "*"), "+", "_StoreAction", False),
+    (("--task-op",), "task_op", None, None, ("+", "-", "*", "split"), "+", "_StoreAction", False),
     (("--min-digits",), "min_digits", None, "int", None, 1, "_StoreAction", False),
     (("--max-digits",), "max_digits", None, "int", None, 2, "_StoreAction", False),
     (("--data",), "data", None, None, None, None, "_StoreAction", False),

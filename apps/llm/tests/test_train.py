@@ -289,3 +289,25 @@ def test_run_directory_lifecycle_without_training(tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("x")
     with pytest.raises(RunError, match="not empty"):
         open_run(dataclasses.replace(cfg, out=str(tmp_path / "other")))
+
+
+def test_split_task_warms_up_on_varied_valid_answers_and_trains(tmp_path):
+    import numpy as np
+    from era_llm_app.config import TrainConfig
+    from era_llm_app.train import PromptSource, demonstration, make_reward_fn, max_new_tokens
+
+    cfg = TrainConfig(task_op="split", min_digits=2, max_digits=2)
+    source, reward = PromptSource(cfg), make_reward_fn(cfg)
+    rng = np.random.default_rng(0)
+    (problem,) = source.sample(rng, 1)
+    shown = {demonstration(source, problem, rng) for _ in range(20)}
+    assert len(shown) > 1 and all(reward(d, problem.answer) == 1.0 for d in shown)
+    assert reward(problem.answer, problem.answer) == 0.0  # "N" alone is no split
+    assert max_new_tokens(cfg, source) == 6  # "ab+cd" and EOS
+    addition = PromptSource(TrainConfig())
+    (sum_problem,) = addition.sample(rng, 1)
+    assert demonstration(addition, sum_problem, rng) == sum_problem.answer
+    out = tmp_path / "run"
+    assert main(["--task-op", "split", "--steps", "2", "--out", str(out), *QUICK]) == 0
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
+    assert json.loads((out / "config.json").read_text())["task_op"] == "split"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from era_llm.toy import ArithmeticTask, char_tokenizer, tiny_causal_lm
+from era_llm.toy import ArithmeticTask, SplitTask, char_tokenizer, tiny_causal_lm
 from era_llm.verify import exact_match_reward
 
 TOK = char_tokenizer()
@@ -85,3 +85,24 @@ def test_tiny_model_init_is_seeded_and_leaves_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), before)
     pa, pb, pc = (next(m.parameters()) for m in (a, b, c))
     assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+
+
+@given(digits=st.tuples(st.integers(1, 3), st.integers(1, 3)).map(sorted), seed=st.integers(0, 99))
+@settings(max_examples=30, deadline=None)
+def test_split_task_demonstrations_are_valid_and_varied(digits, seed):
+    task = SplitTask(min_digits=digits[0], max_digits=digits[1])
+    rng = np.random.default_rng(seed)
+    for p in task.sample(rng, 5):
+        assert p.prompt == f"{p.answer}=" and digits[0] <= len(p.answer) <= digits[1]
+        shown = {task.demonstration(p, rng) for _ in range(40)}
+        assert all(task.reward(d, p.answer) == 1.0 for d in shown)
+        assert all(len(d) <= task.max_answer_chars() for d in shown)
+        assert len(shown) > 1 or int(p.answer) == 0  # several valid answers are shown
+
+
+def test_split_task_reward_rejects_wrong_or_malformed_answers():
+    assert SplitTask.reward("3+4\nmore", "7") == 1.0
+    for bad in ("3+5", "7", "3+4+0", "-1+8", "a+7", "+7", ""):
+        assert SplitTask.reward(bad, "7") == 0.0, bad
+    with pytest.raises(ValueError, match="digits"):
+        SplitTask(min_digits=0)

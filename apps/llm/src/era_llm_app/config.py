@@ -23,7 +23,7 @@ from era_core.cli import add_dataclass_arguments, dataclass_from_args, option
 from era_llm.era import ERAConfig
 from era_llm.losses import LOSS_NAMES
 from era_llm.rollout import ROLLOUT_KINDS
-from era_llm.toy import ArithmeticTask, Problem
+from era_llm.toy import ArithmeticTask, Problem, SplitTask
 from era_llm_app.jsonl import read_objects
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "era_config",
     "load_jsonl_problems",
     "quick_preset",
+    "synthetic_task",
     "validate",
 ]
 
@@ -80,7 +81,11 @@ class TrainConfig:
     )
     rollout: str = _opt("hf", "generation backend", choices=ROLLOUT_KINDS)
     # task: synthetic arithmetic, or a JSONL file with `prompt` and `answer` fields
-    task_op: str = _opt("+", "synthetic task operator", choices=("+", "-", "*"))
+    task_op: str = _opt(
+        "+",
+        "synthetic task operator; split: 'N=' -> any 'a+b' with a+b=N (several valid answers)",
+        choices=("+", "-", "*", "split"),
+    )
     min_digits: int = _opt(1)
     max_digits: int = _opt(2)
     data: str | None = _opt(
@@ -230,7 +235,7 @@ def validate(cfg: TrainConfig) -> ERAConfig:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"--model {cfg.model}: not a checkpoint (no config.json)")
     if cfg.data is None:
-        ArithmeticTask(cfg.task_op, cfg.min_digits, cfg.max_digits)  # checks the digits
+        synthetic_task(cfg)  # checks the digits
     else:
         load_jsonl_problems(cfg.data)
     if cfg.rollout == "vllm":
@@ -258,6 +263,13 @@ def era_config(cfg: TrainConfig) -> ERAConfig:
         adv_scale=cfg.adv_scale,
         logit_topk=cfg.era_topk or None,
     )
+
+
+def synthetic_task(cfg: TrainConfig) -> ArithmeticTask | SplitTask:
+    """The synthetic task of ``--task-op`` and ``--min-digits`` / ``--max-digits``."""
+    if cfg.task_op == "split":
+        return SplitTask(cfg.min_digits, cfg.max_digits)
+    return ArithmeticTask(cfg.task_op, cfg.min_digits, cfg.max_digits)
 
 
 def load_jsonl_problems(path: str) -> list[Problem]:

@@ -59,7 +59,7 @@ from era_llm.era import ERAConfig, ERAResult, era_scales, stats_to_floats
 from era_llm.losses import policy_loss
 from era_llm.ops import token_logprobs
 from era_llm.rollout import HFRollout, Rollout, VLLMRollout
-from era_llm.toy import ArithmeticTask, Problem, char_tokenizer, tiny_causal_lm
+from era_llm.toy import Problem, SplitTask, char_tokenizer, tiny_causal_lm
 from era_llm.verify import exact_match_reward, math_reward
 from era_llm_app.common import load_checkpoint, make_rollout, quiet_transformers
 from era_llm_app.config import (
@@ -69,6 +69,7 @@ from era_llm_app.config import (
     config_from_args,
     load_jsonl_problems,
     quick_preset,
+    synthetic_task,
     validate,
 )
 
@@ -99,9 +100,7 @@ class PromptSource:
     """Training prompts (drawn with the run's numpy Generator) and a fixed held-out set."""
 
     def __init__(self, cfg: TrainConfig):
-        self.task = (
-            None if cfg.data else ArithmeticTask(cfg.task_op, cfg.min_digits, cfg.max_digits)
-        )
+        self.task = None if cfg.data else synthetic_task(cfg)
         self.rows = load_jsonl_problems(cfg.data) if cfg.data else None
         held_out_rng = np.random.default_rng(cfg.seed + 1_000_003)  # never the training stream
         self.eval_set = self.sample(held_out_rng, cfg.eval_size)
@@ -114,6 +113,8 @@ class PromptSource:
 
 def make_reward_fn(cfg: TrainConfig) -> Callable[[str, str], float]:
     kind = cfg.verifier if cfg.verifier != "auto" else ("math" if cfg.data else "exact")
+    if kind == "exact" and cfg.data is None and cfg.task_op == "split":
+        return SplitTask.reward  # any valid split of N is exact
     return exact_match_reward if kind == "exact" else math_reward
 
 
@@ -318,7 +319,8 @@ def supervised_warmup(
             batch = source.sample(rng, cfg.warmup_batch)
             prompts = [cfg.prompt_template.format(prompt=p.prompt) for p in batch]
             p_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in prompts]
-            a_ids = [tokenizer(p.answer, add_special_tokens=False)["input_ids"] for p in batch]
+            answers = [demonstration(source, p, rng) for p in batch]
+            a_ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
             seqs = [p + a + [tokenizer.eos_token_id] for p, a in zip(p_ids, a_ids, strict=True)]
             width = max(map(len, seqs))
             ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -341,6 +343,14 @@ def supervised_warmup(
                 log.log({"step": step, "sft_loss": loss.item()})
         acc = greedy_accuracy(cfg, make_rollout("hf", model, tokenizer), source)
         log.log({"step": cfg.warmup_steps, "sft_loss": loss.item(), "eval_accuracy": acc})
+
+
+def demonstration(source: PromptSource, problem: Problem, rng: np.random.Generator) -> str:
+    """The warm-up's target for `problem`: its answer, or for `SplitTask` one valid answer
+    drawn from `rng`."""
+    if isinstance(source.task, SplitTask):
+        return source.task.demonstration(problem, rng)
+    return problem.answer
 
 
 def greedy_accuracy(

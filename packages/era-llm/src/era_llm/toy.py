@@ -5,6 +5,9 @@ own GRPO trainer, the TRL hook) can be tested end to end:
 
 * `ArithmeticTask`: ``"37+485="`` -> ``"522"``; exact answers, graded by
   `era_llm.verify.exact_match_reward`. Operands have `min_digits`..`max_digits` digits.
+* `SplitTask`: ``"57="`` -> any ``"a+b"`` with ``a + b = 57`` (``a, b >= 0``): a task with
+  several valid answers, graded by `SplitTask.reward`; `SplitTask.demonstration` draws one of
+  them uniformly (the supervised warm-up's target).
 * `char_tokenizer()`: one token per printable ASCII character (plus newline), with
   ``<pad>``, ``<eos>`` and ``<unk>``, wrapped in `transformers.PreTrainedTokenizerFast` so it
   saves and loads with `save_pretrained` / `AutoTokenizer.from_pretrained`.
@@ -38,6 +41,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "ArithmeticTask",
     "Problem",
+    "SplitTask",
     "char_tokenizer",
     "tiny_causal_lm",
 ]
@@ -94,6 +98,51 @@ class ArithmeticTask:
         if self.op == "-":
             return len(str(-top))  # 0 - top
         return len(str(_OPS[self.op](top, top)))
+
+
+@dataclass(frozen=True)
+class SplitTask:
+    """``N=`` with ``N`` of `min_digits`..`max_digits` digits; a response ``a+b`` is right when
+    ``a`` and ``b`` are non-negative integers with ``a + b = N``, so each prompt has ``N + 1``
+    valid answers. `Problem.answer` holds ``N``."""
+
+    min_digits: int = 1
+    max_digits: int = 2
+
+    def __post_init__(self) -> None:
+        ArithmeticTask("+", self.min_digits, self.max_digits)  # the same digit checks
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[Problem]:
+        """`n` problems drawn from `rng`."""
+        operand = ArithmeticTask("+", self.min_digits, self.max_digits)._operand
+        return [Problem(f"{total}=", str(total)) for total in (operand(rng) for _ in range(n))]
+
+    @staticmethod
+    def demonstration(problem: Problem, rng: np.random.Generator) -> str:
+        """One valid answer to `problem`, ``a`` drawn uniformly from ``0..N``."""
+        total = int(problem.answer)
+        a = int(rng.integers(0, total + 1))
+        return f"{a}+{total - a}"
+
+    @staticmethod
+    def reward(response: str, answer: str) -> float:
+        """1.0 if `response` (first line, stripped) is ``a+b`` with digits only and
+        ``a + b`` equal to `answer`, else 0.0.
+
+        >>> SplitTask.reward("20+37", "57"), SplitTask.reward("57+0", "57")
+        (1.0, 1.0)
+        >>> SplitTask.reward("20+36", "57"), SplitTask.reward("57", "57")
+        (0.0, 0.0)
+        """
+        parts = response.split("\n", 1)[0].strip().split("+")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            return 0.0
+        return 1.0 if int(parts[0]) + int(parts[1]) == int(answer) else 0.0
+
+    def max_answer_chars(self) -> int:
+        """Longest valid answer without leading zeros, in characters (``a+b``, each of at
+        most `max_digits` digits)."""
+        return 2 * self.max_digits + 1
 
 
 def char_tokenizer() -> PreTrainedTokenizerFast:
