@@ -193,6 +193,13 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
                 "seconds": time.perf_counter() - t0,
             }
         )
+    results = with_average(results)
+    write_tables(out, results, cfg, cpu_threads=plan.to_dict())
+    return results
+
+
+def with_average(results: list[dict]) -> list[dict]:
+    """``results`` and, for more than one set, an ``Avg`` row (means of mean@k and pass@k)."""
     if len(results) > 1:
         results.append(
             {
@@ -205,7 +212,6 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
                 "seconds": sum(r["seconds"] for r in results),
             }
         )
-    write_tables(out, results, cfg, cpu_threads=plan.to_dict())
     return results
 
 
