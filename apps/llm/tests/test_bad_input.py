@@ -106,3 +106,32 @@ def test_a_finished_run_resumed_without_new_steps_rewrites_nothing(
     stamps = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
     assert main(["--out", str(run), "--resume", *TINY]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()} == stamps
+
+
+def test_eval_of_a_run_dir_without_a_usable_checkpoint(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """era-llm-eval --model RUN: a run without checkpoint.pt, a corrupt one, one without
+    heldout.jsonl and no --data: exit 2, one error line, no results written."""
+    from era_llm_app.cli import eval_main
+
+    faults = {
+        "no checkpoint": ("checkpoint.pt", None, "a compact-trainer run without checkpoint.pt"),
+        "truncated": ("checkpoint.pt", 64, "checkpoint.pt cannot be loaded"),
+        "empty": ("checkpoint.pt", 0, "checkpoint.pt cannot be loaded"),
+        "no heldout": ("heldout.jsonl", None, "the run has no heldout.jsonl"),
+    }
+    for i, (name, size, message) in enumerate(faults.values()):
+        run = copy_run(finished_run, tmp_path / f"r{i}")
+        if size is None:
+            (run / name).unlink()
+        else:
+            (run / name).write_bytes((run / name).read_bytes()[:size])
+        out = tmp_path / f"eval{i}"
+        with pytest.raises(SystemExit) as caught:
+            eval_main(["--model", str(run), "--mode", "sampled", "--out", str(out)])
+        line = error_line(
+            caught.value.code, capsys.readouterr().err, "era-llm-eval", message, one_line=False
+        )
+        assert str(run) in line
+        assert not out.exists()

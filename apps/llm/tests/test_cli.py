@@ -114,7 +114,8 @@ TRAIN = [
 EVAL = [
     (("-h", "--help"), "help", 0, None, None, "==SUPPRESS==", "_HelpAction", False),
     (("--model",), "model", None, None, None, None, "_StoreAction", True),
-    (("--data",), "data", "+", None, None, None, "_StoreAction", True),
+    # optional: a compact-trainer run directory brings its heldout.jsonl
+    (("--data",), "data", "+", None, None, [], "_StoreAction", False),
     (("--out",), "out", None, None, None, "runs/eval", "_StoreAction", False),
     (
         ("--mode",),

@@ -3,6 +3,7 @@
 import csv
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,89 @@ def test_eval_unreadable_data_and_models_are_one_line_errors(tiny_checkpoint, tm
         assert last.startswith("era-llm-eval: error: ") and message in last, err
         assert "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# A compact-trainer run directory as the model (era_llm_app.run_eval)
+# ------------------------------------------------------------------------------------------
+TINY_RUN = ["--quick", "--steps", "2", "--warmup-steps", "60", "--eval-size", "12"]
+TINY_RUN += ["--no-tensorboard", "--max-digits", "1", "--prompts-per-step", "2"]
+TINY_RUN += ["--group-size", "2", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from era_llm_app.cli import main as train_main
+
+    out = tmp_path_factory.mktemp("llm-run") / "run"
+    assert train_main(["--out", str(out), *TINY_RUN]) == 0
+    return out
+
+
+@pytest.mark.parametrize(("n", "c"), [(8, 0), (8, 1), (8, 3), (8, 7), (8, 8)])
+def test_pass_at_k_from_one_draw_of_eight_equals_the_formula(n, c):
+    from era_llm_app.run_eval import PASS_KS, score_run_item
+
+    from era_llm.verify import exact_match_reward
+
+    responses = ["5"] * c + ["4"] * (n - c)
+    grades, mean, by_k = score_run_item(responses, "5", exact_match_reward, PASS_KS)
+    assert grades == [1.0] * c + [0.0] * (n - c) and mean == c / n
+    for k in PASS_KS:
+        formula = 1.0 - math.comb(n - c, k) / math.comb(n, k)
+        assert by_k[k] == pytest.approx(formula)
+
+
+def _eval_run(run, out, *extra):
+    assert main(["--model", str(run), "--mode", "sampled", "--out", str(out), *extra]) == 0
+    with open(out / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_trained_run_dir_is_scored_end_to_end(trained_run, tmp_path):
+    heldout = [json.loads(line) for line in (trained_run / "heldout.jsonl").open()]
+    assert len(heldout) == 12 and all(set(r) == {"question", "answer"} for r in heldout)
+    rows = _eval_run(trained_run, tmp_path / "a", "--seed", "3")
+    assert [(r["dataset"], r["k"]) for r in rows] == [
+        ("heldout", "1"),
+        ("heldout", "4"),
+        ("heldout", "8"),
+    ]
+    passes = [float(r["pass_at_k"]) for r in rows]
+    assert passes[0] <= passes[1] <= passes[2] <= 100.0
+    assert passes[0] == pytest.approx(float(rows[0]["mean_at_k"]))  # pass@1 = mean accuracy
+    records = [json.loads(line) for line in (tmp_path / "a" / "responses" / "heldout.jsonl").open()]
+    assert [r["reference"] for r in records] == [r["answer"] for r in heldout]
+    assert all(len(r["responses"]) == 8 for r in records)
+    # The table agrees with the exact grades of the recorded responses.
+    correct = [sum(r["grades"]) for r in records]
+    pass8 = 100.0 * sum(c > 0 for c in correct) / len(correct)
+    assert passes[2] == pytest.approx(pass8)
+    assert all(
+        g == float(resp.split("\n", 1)[0].strip() == r["reference"])
+        for r in records
+        for g, resp in zip(r["grades"], r["responses"], strict=True)
+    )
+    assert (
+        "| heldout | 12 | sampled (T=1, n=8) | 8 |" in (tmp_path / "a" / "results.md").read_text()
+    )
+
+
+def test_same_seed_twice_gives_the_same_numbers(trained_run, tmp_path):
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    first = strip(_eval_run(trained_run, tmp_path / "a", "--seed", "5"))
+    again = strip(_eval_run(trained_run, tmp_path / "b", "--seed", "5"))
+    assert first == again
+    a = (tmp_path / "a" / "responses" / "heldout.jsonl").read_text()
+    assert a == (tmp_path / "b" / "responses" / "heldout.jsonl").read_text()
+
+
+def test_resume_does_not_rewrite_heldout(trained_run, tmp_path):
+    from era_llm_app.cli import main as train_main
+
+    from era_core.testing import copy_run
+
+    run = copy_run(trained_run, tmp_path / "again")
+    stamp = (run / "heldout.jsonl").stat().st_mtime_ns
+    assert train_main(["--out", str(run), "--resume", *TINY_RUN, "--steps", "3"]) == 0
+    assert (run / "heldout.jsonl").stat().st_mtime_ns == stamp

@@ -18,6 +18,10 @@ Modes: ``greedy`` (one greedy response; mean@1 = pass@1), ``sampled`` (k samples
 `--temperature`), ``paper`` (sampled for AIME24/AIME25/AMC23, greedy for the others, as the
 paper reports). Output in ``OUT/``: ``results.md``, ``results.csv``, ``results.json`` (one row
 per set plus the average) and ``responses/<set>.jsonl`` (every response and its grade).
+
+``--model`` may also be an ``era-llm-train`` run directory of the built-in model: its
+checkpoint, prompt format and exact verifier are used, ``--data`` defaults to its
+``heldout.jsonl``, and sampled mode reports pass@1/4/8 from 8 draws (`era_llm_app.run_eval`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, field
@@ -41,31 +44,17 @@ from era_core import threads
 from era_core.cli import add_dataclass_arguments, dataclass_from_args, option
 from era_core.runlog import atomic_write_text
 from era_llm.rollout import ROLLOUT_KINDS, make_rollout
-from era_llm.verify import MissingFieldError, math_eval_item, math_reward
+from era_llm.verify import math_reward
 from era_llm_app.common import load_checkpoint
-from era_llm_app.jsonl import read_objects
 from era_llm_app.math_data import DATA_HINT
+from era_llm_app.run_eval import evaluate_run, is_run_dir
+from era_llm_app.scoring import load_items, pass_at_k
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 # A format string: the question, then the instruction (its braces doubled).
 DEFAULT_TEMPLATE = "{question}\n" + INSTRUCTION.replace("{", "{{").replace("}", "}}")
 SAMPLED_IN_PAPER = ("aime24", "aime25", "amc23")
 RESULT_COLUMNS = ("dataset", "items", "mode", "k", "mean_at_k", "pass_at_k", "seconds")
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from ``n`` samples with ``c`` correct: ``1 - C(n-c, k) / C(n, k)``.
-
-    >>> pass_at_k(4, 0, 2), pass_at_k(4, 4, 1), pass_at_k(4, 1, 4)
-    (0.0, 1.0, 1.0)
-    >>> round(pass_at_k(4, 1, 2), 4)  # 1 - C(3,2)/C(4,2) = 1 - 3/6
-    0.5
-    """
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 def score_item(responses: list[str], reference: str) -> tuple[list[float], float, float]:
@@ -85,12 +74,16 @@ def _opt(default: Any = MISSING, help: str = "", **kwargs: Any) -> Any:
 class EvalConfig:
     """One evaluation; one ``era-llm-eval`` flag per field (but ``top_p``)."""
 
-    model: str = _opt(help="local checkpoint directory (save_pretrained)")
+    model: str = _opt(
+        help="local checkpoint directory (save_pretrained), or an era-llm-train run directory"
+    )
     data: list[str] = field(
+        default_factory=list,
         metadata=option(
             "JSONL set(s), e.g. path/to/math-eval/math500.jsonl (make them with "
-            "era-llm-eval-convert)"
-        )
+            "era-llm-eval-convert); needed for a checkpoint",
+            default_text="a run directory's heldout.jsonl",
+        ),
     )
     out: str = _opt("runs/eval", "results directory")
     mode: str = _opt(
@@ -121,21 +114,6 @@ class EvalConfig:
     )
 
 
-def load_items(path: str, limit: int | None) -> list[tuple[str, str]]:
-    """(question, reference) pairs; a missing file or field is a clear error."""
-    items = []
-    for lineno, row in read_objects(path):
-        try:
-            items.append(math_eval_item(row))
-        except MissingFieldError as exc:
-            raise ValueError(f"--data {path}: line {lineno}: {exc}") from None
-        if limit is not None and len(items) >= limit:
-            break
-    if not items:
-        raise ValueError(f"--data {path}: no rows")
-    return items
-
-
 def build_prompt(question: str, tokenizer: Any, cfg: EvalConfig) -> str:
     text = cfg.prompt_template.format(question=question)
     use_chat = cfg.chat_template == "on" or (
@@ -151,6 +129,10 @@ def build_prompt(question: str, tokenizer: Any, cfg: EvalConfig) -> str:
 def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
     """Evaluate every data set of `cfg`; writes the tables and returns the result rows."""
     validate(cfg)
+    if is_run_dir(cfg.model):  # a compact-trainer run: its model, prompts and verifier
+        results, plan = evaluate_run(cfg, progress=progress)
+        write_tables(Path(cfg.out), results, cfg, cpu_threads=plan.to_dict())
+        return results
     datasets = {Path(p).stem: load_items(p, cfg.limit) for p in cfg.data}
     torch.manual_seed(cfg.seed)
     plan = threads.choose_threads(
@@ -211,6 +193,13 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
                 "seconds": time.perf_counter() - t0,
             }
         )
+    results = with_average(results)
+    write_tables(out, results, cfg, cpu_threads=plan.to_dict())
+    return results
+
+
+def with_average(results: list[dict]) -> list[dict]:
+    """``results`` and, for more than one set, an ``Avg`` row (means of mean@k and pass@k)."""
     if len(results) > 1:
         results.append(
             {
@@ -223,7 +212,6 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
                 "seconds": sum(r["seconds"] for r in results),
             }
         )
-    write_tables(out, results, cfg, cpu_threads=plan.to_dict())
     return results
 
 
@@ -286,6 +274,8 @@ def validate(cfg: EvalConfig) -> None:
         raise FileNotFoundError(f"--model {cfg.model}: no such directory")
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"--model {cfg.model}: not a checkpoint (no config.json)")
+    if not cfg.data and not is_run_dir(path):
+        raise ValueError(f"--model {cfg.model} is a checkpoint: --data is required. {DATA_HINT}")
     if cfg.backend == "vllm" and not torch.cuda.is_available():
         raise ValueError("--backend vllm needs a CUDA GPU; use --backend hf on CPU")
     for p in cfg.data:

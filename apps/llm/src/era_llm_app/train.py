@@ -24,7 +24,9 @@ command line in `era_llm_app.cli`; this module is the run itself: `train` = `sta
 `step_metrics`), then `finish_run`.
 
 Outputs in ``OUT/``: ``config.json``, ``metrics.csv``/``metrics.jsonl``/``tb/`` (one row per
-step), ``checkpoint.pt`` (model, optimiser, RNG: exact resume with `--resume`), and at the end
+step), ``checkpoint.pt`` (model, optimiser, RNG: exact resume with `--resume`), ``heldout.jsonl``
+(the held-out prompts and answers, written once at the start: `era-llm-eval --model OUT`
+scores them), and at the end
 ``model/`` (save_pretrained: `era-llm-eval --model OUT/model`), ``entropy.png``,
 ``reward.png``, ``summary.json`` and ``DONE``. The directory's lifecycle is `era_core.runs`'
 (`open_run`): a new run needs a missing or empty ``OUT``, ``--resume`` refuses a configuration
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
 import random
 import shutil
@@ -51,7 +54,7 @@ import torch
 from tqdm import tqdm
 
 from era_core import runs, threads
-from era_core.runlog import MetricsLogger, read_jsonl
+from era_core.runlog import MetricsLogger, atomic_write_text, read_jsonl
 from era_llm import entropy_bonus
 from era_llm.advantages import ADV_EPS, group_advantages
 from era_llm.entropy_bonus import EntropyBonusState, masked_entropy_mean
@@ -76,6 +79,7 @@ from era_llm_app.config import (
 __all__ = [
     "ADV_EPS",
     "CHECKPOINT",
+    "HELDOUT",
     "LOSSES",
     "TrainConfig",
     "build_parser",
@@ -91,6 +95,7 @@ __all__ = [
 ]
 
 CHECKPOINT = "checkpoint.pt"
+HELDOUT = "heldout.jsonl"  # the fixed held-out prompts, as era-llm-eval reads them
 
 
 # ------------------------------------------------------------------------------------------
@@ -116,6 +121,16 @@ def make_reward_fn(cfg: TrainConfig) -> Callable[[str, str], float]:
     if kind == "exact" and cfg.data is None and cfg.task_op == "split":
         return SplitTask.reward  # any valid split of N is exact
     return exact_match_reward if kind == "exact" else math_reward
+
+
+def write_heldout(out: Path, source: PromptSource) -> Path:
+    """``out/heldout.jsonl`` (atomically): one ``{"question": ..., "answer": ...}`` row per
+    held-out prompt, the fields `era_llm.verify.math_eval_item` reads, so that
+    ``era-llm-eval --model OUT`` scores the prompts the run's greedy eval uses."""
+    rows = [{"question": p.prompt, "answer": p.answer} for p in source.eval_set]
+    path = out / HELDOUT
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def pick_device(name: str) -> torch.device:
@@ -445,6 +460,8 @@ def _start(cfg: TrainConfig, era_cfg: ERAConfig, run_dir: runs.Run) -> RunState:
         else (0 if cfg.model else DEFAULT_WARMUP_STEPS)
     )
     start, bonus = 0, entropy_bonus.init()
+    if not run_dir.resumed:
+        write_heldout(run_dir.path, source)
     if run_dir.resumed:
         start, coef = load_checkpoint_state(run_dir, model, optimizer, np_rng)
         bonus = EntropyBonusState(coef)
