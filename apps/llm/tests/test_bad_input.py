@@ -135,3 +135,26 @@ def test_eval_of_a_run_dir_without_a_usable_checkpoint(
         )
         assert str(run) in line
         assert not out.exists()
+
+
+def test_eval_of_a_run_dir_refuses_flags_the_run_fixes(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """era-llm-eval --model RUN with a sampling flag the run's own settings decide (or the
+    paper's mode): refused, not ignored; exit 2, one line naming the flag, nothing written."""
+    from era_llm_app.cli import eval_main
+
+    for i, (flags, name) in enumerate(
+        [
+            (["--k", "16"], "--k 16"),
+            (["--temperature", "0.5"], "--temperature 0.5"),
+            (["--max-new-tokens", "7"], "--max-new-tokens 7"),
+            (["--mode", "paper"], "--mode paper"),
+        ]
+    ):
+        out = tmp_path / f"eval{i}"
+        with pytest.raises(SystemExit) as caught:
+            eval_main(["--model", str(finished_run), *flags, "--out", str(out)])
+        err = capsys.readouterr().err
+        error_line(caught.value.code, err, "era-llm-eval", name, one_line=False)
+        assert not out.exists()

@@ -274,13 +274,45 @@ def validate(cfg: EvalConfig) -> None:
         raise FileNotFoundError(f"--model {cfg.model}: no such directory")
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"--model {cfg.model}: not a checkpoint (no config.json)")
-    if not cfg.data and not is_run_dir(path):
+    if is_run_dir(path):
+        _check_run_dir_flags(cfg)
+    elif not cfg.data:
         raise ValueError(f"--model {cfg.model} is a checkpoint: --data is required. {DATA_HINT}")
     if cfg.backend == "vllm" and not torch.cuda.is_available():
         raise ValueError("--backend vllm needs a CUDA GPU; use --backend hf on CPU")
     for p in cfg.data:
         if not Path(p).is_file():
             raise FileNotFoundError(f"--data {p}: no such file")
+
+
+# flags a compact-trainer run directory takes from the run itself (`era_llm_app.run_eval`)
+RUN_DIR_FIXED = (
+    "k",
+    "temperature",
+    "max_new_tokens",
+    "prompt_template",
+    "chat_template",
+    "backend",
+)
+
+
+def _check_run_dir_flags(cfg: EvalConfig) -> None:
+    """A run directory is scored with its own sampling settings: a flag that would change them
+    is refused rather than ignored, and so is ``--mode paper`` (it names the paper's math sets)."""
+    defaults = EvalConfig(model=cfg.model)
+    for name in RUN_DIR_FIXED:
+        value = getattr(cfg, name)
+        if value != getattr(defaults, name):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"{flag} {value!r}: --model {cfg.model} is a compact-trainer run, scored with "
+                "the run's own prompt template, temperature and response length (8 samples, "
+                f"pass@1/4/8); drop {flag}"
+            )
+    if cfg.mode == "paper":
+        raise ValueError(
+            f"--mode paper: --model {cfg.model} is a compact-trainer run; use --mode greedy or sampled"
+        )
 
 
 class _EvalParser(argparse.ArgumentParser):
