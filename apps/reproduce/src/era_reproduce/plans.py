@@ -55,7 +55,8 @@ BUDGETS = {
         },
         # resnet18 on the embedded digits, the --quick recipe (2 epochs): baseline vs ERA in
         # exact mode at H_min 0.3, the pre-registered ERA arm; no extra flags, since none of the
-        # pilots' candidates (label noise 20/40 %, 10/5 training batches) met the criterion
+        # pilots' candidates (label noise 20/40 %, 10/5 training batches; then 10 batches for
+        # 8 epochs, with and without 20 % noise, and 5 batches for 12 epochs) met the criterion
         # (docs/reproduce.md, "Pilots and choices").
         "vision": {
             "arms": ["digits-baseline", "digits-era-exact"],
