@@ -65,6 +65,23 @@ def test_vision_check_per_seed_names_the_broken_seed_and_the_paper_floor():
     assert "0.982" in era and "--era-mode" in era
 
 
+def test_the_vision_verdict_compares_the_baseline_with_the_exact_era_arm():
+    arms = {
+        "digits-baseline": {"arm": "digits-baseline", "era": False, "min_entropy": 0.6},
+        "digits-era-exact": {"arm": "digits-era-exact", "era": True, "min_entropy": 0.3},
+    }
+    base, era = plans._compared_arms(arms)
+    assert base["arm"] == "digits-baseline" and era["arm"] == "digits-era-exact"
+    assert plans._compared_arms({"digits-ls0.2": {"era": False}}) == (None, None)
+    runs = {
+        "digits-era-exact/seed0": {"lowest_entropy_min": 0.31, "floor": 0.3, "era_mode": "exact"},
+        "digits-era-exact/seed1": {"lowest_entropy_min": 0.42, "floor": 0.3, "era_mode": "exact"},
+    }
+    _, check = plans._vision_checks(arms, runs)
+    assert "0.310, 0.420 nats against H_min 0.3: the floor held on every seed" in check
+    assert "(exact mode) is 0.300 nats" in check and "Eq. 15" not in check
+
+
 def _control_run(path, rows, algo="sac-era", agent=None):
     path.mkdir(parents=True)
     config = {"algo": algo, "env": "dmc/cartpole-swingup", "action_repeat": 4, "agent": agent or {}}

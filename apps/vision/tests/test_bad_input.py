@@ -74,6 +74,9 @@ def test_values_that_slip_past_the_flags(tmp_path: Path, capsys: pytest.CaptureF
         (["--min-entropy", "nan"], "--min-entropy must be a finite number"),
         (["--threads", "-1"], "--threads must be >= 0"),
         (["--num-classes", "1"], "--num-classes must be >= 2"),
+        (["--label-noise", "1"], "--label-noise must be in [0, 1), got 1.0"),
+        (["--label-noise", "-0.1"], "--label-noise must be in [0, 1), got -0.1"),
+        (["--label-noise", "nan"], "--label-noise must be in [0, 1), got nan"),
     ]:
         _fails([*TINY, "--out", str(out), *flags], message, capsys)
         assert not out.exists()

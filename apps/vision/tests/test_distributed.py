@@ -107,6 +107,22 @@ def test_two_processes_equal_one_process_of_the_same_global_batch(tmp_path):
         torch.testing.assert_close(w2["model"][key], value, rtol=1e-4, atol=1e-5)
 
 
+def test_two_processes_train_on_the_labels_of_one_process_under_label_noise(tmp_path):
+    """--label-noise is drawn before the sampler splits the data: both ranks relabel the same
+    images the same way, so the 2-process run still equals the 1-process one."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    noisy = [*EQUAL, "--epochs", "1", "--label-noise", "0.4"]
+    torch.set_num_threads(1)
+    assert main([*noisy, "--out", str(one)]) == 0
+    result = _run2([*noisy, "--out", str(two)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    (a,), (b,) = _rows(one), _rows(two)
+    for key in ("train_loss", "train_top1", "val_nll", "val_top1"):
+        assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-5, abs=1e-6), key
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["num_train_relabelled"] == round(0.4 * 1347)
+
+
 def test_a_killed_rank_resumes_to_the_uninterrupted_run(tmp_path, capsys):
     full, killed = tmp_path / "full", tmp_path / "killed"
     result = _run2([*KILL, "--out", str(full)])

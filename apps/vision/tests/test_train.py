@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from era_vision_app import data as vdata
-from era_vision_app.config import load_presets, resolve_config
+from era_vision_app.config import compare_presets, load_presets, resolve_config
 from era_vision_app.train import main
 from PIL import Image
 
@@ -313,3 +313,13 @@ def test_optional_paths_run(tmp_path):
     row = _rows(out)[0]
     assert row["min_entropy"] == "" and 0 <= float(row["ema_val_top1"]) <= 100
     assert math.isfinite(float(row["train_loss"]))
+
+
+def test_the_exact_era_digits_preset_resolves_and_is_an_arm_of_digits_compare():
+    config = resolve_config({}, preset="digits-era-exact", quick=True)
+    assert (config.era, config.era_mode, config.min_entropy) == (True, "exact", 0.3)
+    assert config.dataset == "digits" and config.num_classes == 10 and config.epochs == 2
+    assert "0.31 nats" in config.description
+    arms = compare_presets()["digits-compare"]["arms"]
+    assert arms[:5] == ["digits-baseline", "digits-era", "digits-ls0.2", "digits-ls0.3",
+                        "digits-drop0.2"] and "digits-era-exact" in arms  # fmt: skip

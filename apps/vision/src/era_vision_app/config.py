@@ -105,6 +105,9 @@ class TrainConfig:
     mixup: float = _f(0.0, "data", "mixup alpha (0: off)")
     cutmix: float = _f(0.0, "data", "cutmix alpha (0: off)")
     workers: int = _f(0, "data", "data-loader workers")
+    label_noise: float = _f(0.0, "data", "fraction P of training labels redrawn, each to one "
+                            "of the other classes (round(P x N) images, chosen from --seed; "
+                            "validation untouched)")  # fmt: skip
     limit_train_batches: int = _f(0, "data", "training batches per epoch (0: all)")
     limit_val_batches: int = _f(0, "data", "validation batches per evaluation (0: all)")
     # optimisation
@@ -194,6 +197,7 @@ class TrainConfig:
         need(self.img_size >= 8, "img-size", self.img_size, ">= 8")
         need(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "> 0")
         need(0 <= self.label_smoothing < 1, "label-smoothing", self.label_smoothing, "in [0, 1)")
+        need(0 <= self.label_noise < 1, "label-noise", self.label_noise, "in [0, 1)")
         need(0 <= self.drop_rate < 1, "drop-rate", self.drop_rate, "in [0, 1)")
         need(0 <= self.drop_path_rate < 1, "drop-path-rate", self.drop_path_rate, "in [0, 1)")
         need(0 <= self.re_prob <= 1, "re-prob", self.re_prob, "in [0, 1]")

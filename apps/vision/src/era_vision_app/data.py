@@ -23,6 +23,7 @@ before anything is trained and raises :class:`DataError` with the path and what 
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +37,14 @@ from .config import DataError
 
 __all__ = [
     "CIFAR10_FILES",
+    "LABEL_NOISE_STREAM",
     "DataError",
     "Datasets",
     "ImageArrayDataset",
+    "NoisyLabels",
+    "add_label_noise",
     "detect_layout",
+    "label_noise_offsets",
     "load_cifar10",
     "load_datasets",
     "load_digits_split",
@@ -48,6 +53,8 @@ __all__ = [
 CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 DIGITS_SIZE = 32
 DIGITS_TEST_SIZE = 450
+# the second word of the label-noise generator's seed (the first is the run's --seed)
+LABEL_NOISE_STREAM = 0x1A8E1
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"}
 
 
@@ -343,3 +350,64 @@ def load_datasets(
             f"({layout}) has {data.num_classes} classes"
         )
     return data
+
+
+class NoisyLabels(Dataset):
+    """A training set with some labels redrawn (``--label-noise``): sample ``i`` of
+    ``offsets`` gets label ``(y + offsets[i]) % num_classes`` with ``offsets[i]`` in
+    ``1 .. num_classes - 1``, any other sample keeps its own. Images, ``transform`` and every
+    other attribute are the wrapped dataset's, so it works for each layout."""
+
+    def __init__(self, dataset: Any, offsets: dict[int, int], num_classes: int) -> None:
+        self.dataset = dataset
+        self.offsets = offsets
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def transform(self) -> Any:
+        return self.dataset.transform
+
+    @transform.setter
+    def transform(self, value: Any) -> None:
+        self.dataset.transform = value
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("dataset", "offsets", "num_classes"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, label = self.dataset[index]
+        offset = self.offsets.get(int(index), 0)
+        return image, (int(label) + offset) % self.num_classes
+
+
+def label_noise_offsets(size: int, num_classes: int, fraction: float, seed: int) -> dict[int, int]:
+    """The relabelling of ``--label-noise fraction``: ``round(fraction * size)`` indices, the
+    head of a permutation drawn by ``numpy.random.default_rng([seed, LABEL_NOISE_STREAM])``,
+    each with an offset drawn uniformly from ``1 .. num_classes - 1`` (so the new label is
+    uniform over the other classes). Depends on nothing else (not the rank, not the data)."""
+    count = round(fraction * size)
+    if count == 0:
+        return {}
+    rng = np.random.default_rng([seed, LABEL_NOISE_STREAM])
+    chosen = rng.permutation(size)[:count]
+    offsets = rng.integers(1, num_classes, size=count)
+    return {int(i): int(o) for i, o in zip(chosen, offsets, strict=True)}
+
+
+def add_label_noise(data: Datasets, fraction: float, seed: int) -> Datasets:
+    """``data`` with ``fraction`` of its training labels redrawn for run seed ``seed``
+    (:class:`NoisyLabels`); the validation set is untouched and ``data`` is not changed. A
+    training set that already carries noise is relabelled from its clean labels."""
+    clean = data.train.dataset if isinstance(data.train, NoisyLabels) else data.train
+    if fraction == 0:
+        return dataclasses.replace(data, train=clean)
+    if data.num_classes < 2:
+        raise DataError(f"--label-noise {fraction} needs at least 2 classes, the data has "
+                        f"{data.num_classes}")  # fmt: skip
+    offsets = label_noise_offsets(len(clean), data.num_classes, fraction, seed)
+    return dataclasses.replace(data, train=NoisyLabels(clean, offsets, data.num_classes))

@@ -44,7 +44,7 @@ from era_vision.metrics import ClassificationMetrics
 
 from . import distributed
 from .config import ConfigError, DataError, TrainConfig
-from .data import Datasets, load_datasets
+from .data import Datasets, NoisyLabels, add_label_noise, load_datasets
 from .distributed import SINGLE, Dist
 from .loaders import build_loaders
 
@@ -117,7 +117,9 @@ def prepare(config: TrainConfig, data: Datasets | None = None, dist: Dist = SING
     """Every check that can fail before training: config ranges, model name, processes, data,
     H_min.
 
-    ``data`` reuses datasets already loaded from the same ``--data-dir`` (comparisons).
+    ``data`` reuses datasets already loaded from the same ``--data-dir`` (comparisons); the
+    returned ``Prepared.data`` carries this run's ``--label-noise`` (drawn from the clean
+    labels, whatever noise ``data`` carried).
     """
     config.validate()
     check_processes(config, dist)
@@ -133,6 +135,8 @@ def prepare(config: TrainConfig, data: Datasets | None = None, dist: Dist = SING
             f"has {data.num_classes} classes"
         )
     check_min_entropy(config, data.num_classes)
+    # before any sampler or loader: every rank wraps the same training set the same way
+    data = add_label_noise(data, config.label_noise, config.seed)
     if len(data.train) < config.batch_size:
         raise ConfigError(
             f"--batch-size {config.batch_size} is larger than the training set "
@@ -638,6 +642,9 @@ def finish(
         "classes": data.classes,
         "layout": data.layout,
         "num_train": len(data.train),
+        "num_train_relabelled": len(data.train.offsets)
+        if isinstance(data.train, NoisyLabels)
+        else 0,
         "num_val": len(data.val),
         "final": last_eval["row"],
         "reliability": last_eval["reliability"],
