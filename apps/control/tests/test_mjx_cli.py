@@ -130,3 +130,25 @@ def test_cpu_sizes_fill_only_the_unset_fields_of_an_mjx_fast_run():
     for other in (dict(run, env="dmc/cheetah-run"), dict(run, algo="sac")):
         other["agent"] = {}
         assert cpu_sized(other) == [] and other["agent"] == {}
+
+
+def test_cpu_sizes_fill_only_the_unset_fields_of_a_tdmpc2_run():
+    from era_control_app.config import cpu_sized
+
+    run = {"algo": "tdmpc2-era", "env": "dmc/cartpole-swingup", "steps": 5000}
+    given = dict(run, agent={"num_samples": 512, "mlp_dim": 256})
+    assert cpu_sized(given) == [
+        "enc_dim=64",
+        "latent_dim=64",
+        "iterations=4",
+        "num_elites=16",
+        "num_pi_trajs=8",
+        "batch_size=128",
+        "warmup_steps=500",
+    ]
+    assert given["agent"]["num_samples"] == 512 and given["agent"]["mlp_dim"] == 256
+    assert given["agent"]["iterations"] == 4 and given["agent"]["warmup_steps"] == 500
+    fresh = dict(run, algo="tdmpc2", agent={})
+    assert "num_samples=128" in cpu_sized(fresh) and fresh["agent"]["enc_dim"] == 64
+    done = dict(run, agent=dict(fresh["agent"]))
+    assert cpu_sized(done) == [] and done["agent"] == fresh["agent"]

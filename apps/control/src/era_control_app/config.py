@@ -117,15 +117,22 @@ def quick(run: dict[str, Any]) -> dict[str, Any]:
     return align_intervals(run)
 
 
+# trainer kind -> the env-id prefix of the runs that take CPU sizes on a CPU backend ("": every
+# env): the parallel Fast* algorithms on the on-device mjx/ envs (their defaults: a 32768-
+# transition batch through 1024-wide critics) and TD-MPC2 (its official 5M-parameter model and
+# MPPI of 6 iterations x 512 samples at every env step)
+CPU_SIZED = {"parallel off-policy": "mjx/", "model-based": ""}
+
+
 def cpu_sized(run: dict[str, Any]) -> list[str]:
-    """For an ``mjx/`` run of a parallel off-policy algorithm (FastTD3, FastSAC, FastSAC-ERA)
-    on a CPU backend: the config's ``quick()`` sizes (networks, batch) for each of its
+    """For a run that :data:`CPU_SIZED` names (an ``mjx/`` run of FastTD3, FastSAC or
+    FastSAC-ERA; any TD-MPC2 or TD-MPC2-ERA run) on a CPU backend: the config's ``quick()``
+    sizes (networks, batch; TD-MPC2's MPPI samples and iterations, warm-up) for each of its
     ``QUICK_FIELDS`` that the preset and ``--set`` left unset, written into ``run["agent"]``
     (so ``config.json`` and ``--resume`` keep them). The published defaults are sized for a
-    GPU (a 32768-transition batch through 1024-wide critics). Returns ``key=value`` of each
-    field set, empty when none."""
-    spec = get_algorithm(run["algo"])
-    if spec.trainer != "parallel off-policy" or not str(run["env"]).startswith("mjx/"):
+    GPU. Returns ``key=value`` of each field set, empty when none."""
+    prefix = CPU_SIZED.get(get_algorithm(run["algo"]).trainer)
+    if prefix is None or not str(run["env"]).startswith(prefix):
         return []
     unset = {k: v for k, v in _quick_agent(run).items() if k not in run["agent"]}
     run["agent"].update(unset)
