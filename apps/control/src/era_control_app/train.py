@@ -170,7 +170,8 @@ def choose_threads(opts: RunOptions, run: dict[str, Any]) -> dict[str, Any]:
 
 def _size_for_cpu(run: dict[str, Any]) -> str | None:
     """A fresh run that :data:`~era_control_app.config.CPU_SIZED` names (``mjx/`` Fast*,
-    TD-MPC2) on a CPU backend takes the CPU sizes (:func:`cpu_sized`) of the fields not given; returns the line that says so (``None``: nothing changed)."""
+    TD-MPC2) on a CPU backend takes the CPU sizes (:func:`cpu_sized`) of the fields not given;
+    returns the line that says so (``None``: nothing changed)."""
     import jax
 
     changed = cpu_sized(run) if jax.default_backend() == "cpu" else []
