@@ -184,6 +184,12 @@ def mjx_table(env_id: str, sizes: list[int], steps: int, repeats: int) -> list[s
     return lines
 
 
+def xla_env() -> str:
+    """``XLA_FLAGS=... `` when the flags are set (they size XLA's CPU thread pools), else ``""``."""
+    flags = os.environ.get("XLA_FLAGS")
+    return f"XLA_FLAGS={shlex.quote(flags)} " if flags else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Device: {device.platform} ({device.device_kind}), {os.cpu_count()} CPU cores, "
         f"{platform.processor() or platform.machine()}; jax {jax.__version__}. Command: "
-        f"`python bench/control_fast_throughput.py {shlex.join(argv if argv is not None else sys.argv[1:])}`",
+        f"`{xla_env()}python bench/control_fast_throughput.py {shlex.join(argv if argv is not None else sys.argv[1:])}`",
         "",
         "| batch | FastTD3 updates/s | FastSAC-ERA updates/s | ERA time per update vs FastTD3 |",
         "|---:|---:|---:|---:|",
