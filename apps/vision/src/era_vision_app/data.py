@@ -210,14 +210,11 @@ def load_imagefolder(root: Path) -> Datasets:
     )
 
 
-class StrictImages(Dataset):
-    """timm's folder dataset (``create_dataset``), with an image that does not decode as a
-    :class:`DataError` naming the file instead of a skipped sample. Its ``transform`` is the
-    wrapped dataset's (set by :mod:`era_vision_app.loaders`)."""
+class _Wrapper(Dataset):
+    """A dataset around ``self.dataset``: its length, its ``transform`` (read and set: the
+    loaders set it) and every attribute it does not define itself are the wrapped one's."""
 
-    def __init__(self, dataset: Any, root: Path) -> None:
-        self.dataset = dataset
-        self.root = root
+    dataset: Any
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -234,6 +231,15 @@ class StrictImages(Dataset):
         if name == "dataset":
             raise AttributeError(name)
         return getattr(self.dataset, name)
+
+
+class StrictImages(_Wrapper):
+    """timm's folder dataset (``create_dataset``), with an image that does not decode as a
+    :class:`DataError` naming the file instead of a skipped sample."""
+
+    def __init__(self, dataset: Any, root: Path) -> None:
+        self.dataset = dataset
+        self.root = root
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         reader = self.dataset.reader
@@ -352,7 +358,7 @@ def load_datasets(
     return data
 
 
-class NoisyLabels(Dataset):
+class NoisyLabels(_Wrapper):
     """A training set with some labels redrawn (``--label-noise``): sample ``i`` of
     ``offsets`` gets label ``(y + offsets[i]) % num_classes`` with ``offsets[i]`` in
     ``1 .. num_classes - 1``, any other sample keeps its own. Images, ``transform`` and every
@@ -362,22 +368,6 @@ class NoisyLabels(Dataset):
         self.dataset = dataset
         self.offsets = offsets
         self.num_classes = num_classes
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    @property
-    def transform(self) -> Any:
-        return self.dataset.transform
-
-    @transform.setter
-    def transform(self, value: Any) -> None:
-        self.dataset.transform = value
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("dataset", "offsets", "num_classes"):
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, label = self.dataset[index]
