@@ -78,6 +78,7 @@ NEW_FLAGS = {
     ("--train-split", "train_split", None, None, None, "_StoreAction"),
     ("--val-split", "val_split", None, None, None, "_StoreAction"),
     ("--threads", "threads", None, "int", None, "_StoreAction"),
+    ("--label-noise", "label_noise", None, "float", None, "_StoreAction"),
 }
 ALL_FLAGS = FLAGS | NEW_FLAGS
 OPTION_STRINGS = (
