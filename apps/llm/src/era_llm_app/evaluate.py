@@ -30,15 +30,12 @@ import argparse
 import csv
 import io
 import json
-import sys
-import time
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from era_core import threads
 from era_core.cli import add_dataclass_arguments, dataclass_from_args, option
@@ -48,7 +45,7 @@ from era_llm.verify import math_reward
 from era_llm_app.common import load_checkpoint
 from era_llm_app.math_data import DATA_HINT
 from era_llm_app.run_eval import evaluate_run, is_run_dir
-from era_llm_app.scoring import load_items, pass_at_k
+from era_llm_app.scoring import load_items, pass_at_k, score_set
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 # A format string: the question, then the instruction (its braces doubled).
@@ -150,37 +147,28 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
     for name, items in datasets.items():
         greedy = cfg.mode == "greedy" or (cfg.mode == "paper" and name not in SAMPLED_IN_PAPER)
         k = 1 if greedy else cfg.k
-        t0 = time.perf_counter()
-        records, means, passes = [], [], []
-        bar = tqdm(total=len(items), desc=name, disable=not progress, file=sys.stderr)
-        for start in range(0, len(items), cfg.batch_size):
-            batch = items[start : start + cfg.batch_size]
-            prompts = [build_prompt(q, tokenizer, cfg) for q, _ in batch]
-            roll = rollout.generate(
+
+        def generate(prompts: list[str], k: int = k, greedy: bool = greedy) -> list[str]:
+            return rollout.generate(
                 prompts,
                 k,
                 max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature,
                 greedy=greedy,
-            )
-            for j, (question, reference) in enumerate(batch):
-                responses = roll.texts[j * k : (j + 1) * k]
-                grades, mean_k, pass_k = score_item(responses, reference)
-                means.append(mean_k)
-                passes.append(pass_k)
-                records.append(
-                    {
-                        "question": question,
-                        "reference": reference,
-                        "responses": responses,
-                        "grades": grades,
-                    }
-                )
-            bar.update(len(batch))
-        bar.close()
-        atomic_write_text(
+            ).texts
+
+        def score(responses: list[str], reference: str, k: int = k) -> Any:
+            grades, mean_k, pass_k = score_item(responses, reference)
+            return grades, mean_k, {k: pass_k}
+
+        mean, at_k, seconds = score_set(
+            items,
             out / "responses" / f"{name}.jsonl",
-            "".join(json.dumps(r) + "\n" for r in records),
+            prompt=lambda q: build_prompt(q, tokenizer, cfg),
+            generate=generate,
+            score=score,
+            batch_size=cfg.batch_size,
+            progress=progress,
         )
         results.append(
             {
@@ -188,9 +176,9 @@ def evaluate(cfg: EvalConfig, *, progress: bool = True) -> list[dict]:
                 "items": len(items),
                 "mode": "greedy" if greedy else f"sampled (T={cfg.temperature:g})",
                 "k": k,
-                "mean_at_k": 100.0 * float(np.mean(means)),
-                "pass_at_k": 100.0 * float(np.mean(passes)),
-                "seconds": time.perf_counter() - t0,
+                "mean_at_k": mean,
+                "pass_at_k": at_k[k],
+                "seconds": seconds,
             }
         )
     results = with_average(results)

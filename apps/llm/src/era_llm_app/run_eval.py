@@ -20,17 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from era_core.runlog import atomic_write_text
-from era_llm_app.scoring import load_items, pass_at_k
+from era_llm_app.scoring import load_items, pass_at_k, score_set
 
 SAMPLES = 8  # responses per question in sampled mode
 PASS_KS = (1, 4, 8)  # the k of the reported pass@k, from the same SAMPLES draws
@@ -132,46 +127,28 @@ def evaluate_run(cfg: Any, *, progress: bool = True) -> tuple[list[dict], Any]:
     (out / "responses").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     results = []
+
+    def generate(prompts: list[str]) -> list[str]:
+        return rollout.generate(
+            prompts, n, max_new_tokens=length, temperature=run_cfg.temperature, greedy=greedy
+        ).texts
+
+    def score(responses: list[str], reference: str) -> Any:
+        return score_run_item(responses, reference, reward_fn, ks)
+
     for name, items in datasets.items():
-        t0 = time.perf_counter()
-        records, means, passes = [], [], {k: [] for k in ks}
-        bar = tqdm(total=len(items), desc=name, disable=not progress, file=sys.stderr)
-        for start in range(0, len(items), cfg.batch_size):
-            batch = items[start : start + cfg.batch_size]
-            prompts = [run_cfg.prompt_template.format(prompt=q) for q, _ in batch]
-            roll = rollout.generate(
-                prompts, n, max_new_tokens=length, temperature=run_cfg.temperature, greedy=greedy
-            )
-            for j, (question, reference) in enumerate(batch):
-                responses = roll.texts[j * n : (j + 1) * n]
-                grades, mean, by_k = score_run_item(responses, reference, reward_fn, ks)
-                means.append(mean)
-                for k in ks:
-                    passes[k].append(by_k[k])
-                records.append(
-                    {
-                        "question": question,
-                        "reference": reference,
-                        "responses": responses,
-                        "grades": grades,
-                    }
-                )
-            bar.update(len(batch))
-        bar.close()
-        atomic_write_text(
-            out / "responses" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in records)
+        mean, at_k, seconds = score_set(
+            items,
+            out / "responses" / f"{name}.jsonl",
+            prompt=lambda q: run_cfg.prompt_template.format(prompt=q),
+            generate=generate,
+            score=score,
+            batch_size=cfg.batch_size,
+            progress=progress,
         )
-        seconds = time.perf_counter() - t0
         for k in ks:
             results.append(
-                {
-                    "dataset": name,
-                    "items": len(items),
-                    "mode": mode,
-                    "k": k,
-                    "mean_at_k": 100.0 * float(np.mean(means)),
-                    "pass_at_k": 100.0 * float(np.mean(passes[k])),
-                    "seconds": seconds,
-                }
-            )
+                {"dataset": name, "items": len(items), "mode": mode, "k": k,
+                 "mean_at_k": mean, "pass_at_k": at_k[k], "seconds": seconds}
+            )  # fmt: skip
     return results, plan
