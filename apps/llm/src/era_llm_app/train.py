@@ -62,7 +62,7 @@ from era_llm.era import ERAConfig, ERAResult, era_scales, stats_to_floats
 from era_llm.losses import policy_loss
 from era_llm.ops import token_logprobs
 from era_llm.rollout import HFRollout, Rollout, VLLMRollout
-from era_llm.toy import Problem, SplitTask, char_tokenizer, tiny_causal_lm
+from era_llm.toy import Problem, char_tokenizer, tiny_causal_lm
 from era_llm.verify import exact_match_reward, math_reward
 from era_llm_app.common import load_checkpoint, make_rollout, quiet_transformers
 from era_llm_app.config import (
@@ -118,8 +118,8 @@ class PromptSource:
 
 def make_reward_fn(cfg: TrainConfig) -> Callable[[str, str], float]:
     kind = cfg.verifier if cfg.verifier != "auto" else ("math" if cfg.data else "exact")
-    if kind == "exact" and cfg.data is None and cfg.task_op == "split":
-        return SplitTask.reward  # any valid split of N is exact
+    if kind == "exact" and cfg.data is None:
+        return synthetic_task(cfg).reward  # exact for the task: any valid split is right
     return exact_match_reward if kind == "exact" else math_reward
 
 
@@ -361,11 +361,9 @@ def supervised_warmup(
 
 
 def demonstration(source: PromptSource, problem: Problem, rng: np.random.Generator) -> str:
-    """The warm-up's target for `problem`: its answer, or for `SplitTask` one valid answer
-    drawn from `rng`."""
-    if isinstance(source.task, SplitTask):
-        return source.task.demonstration(problem, rng)
-    return problem.answer
+    """The warm-up's target for `problem`: the synthetic task's (one valid answer, drawn from
+    `rng` where there are several), else the data's answer."""
+    return source.task.demonstration(problem, rng) if source.task else problem.answer
 
 
 def greedy_accuracy(

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 import numpy as np
 
+from era_llm.verify import exact_match_reward
+
 __all__ = [
     "SPECIAL_TOKENS",
     "ArithmeticTask",
@@ -91,6 +93,16 @@ class ArithmeticTask:
             a, b = self._operand(rng), self._operand(rng)
             out.append(Problem(f"{a}{self.op}{b}=", str(_OPS[self.op](a, b))))
         return out
+
+    @staticmethod
+    def demonstration(problem: Problem, rng: np.random.Generator) -> str:
+        """The supervised warm-up's target for `problem`: its one answer (`rng` unused)."""
+        return problem.answer
+
+    @staticmethod
+    def reward(response: str, answer: str) -> float:
+        """`era_llm.verify.exact_match_reward`: the answer is unique."""
+        return exact_match_reward(response, answer)
 
     def max_answer_chars(self) -> int:
         """Longest possible answer, in characters (for `max_new_tokens`)."""
