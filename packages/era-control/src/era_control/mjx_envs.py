@@ -195,7 +195,7 @@ class MJXTask:
             return (sim, total + sim.reward), None
 
         (sim, reward), _ = jax.lax.scan(
-            repeat, (_strong(sim), jnp.zeros((), jnp.float32)), None, length=self.action_repeat
+            repeat, (sim, jnp.zeros((), jnp.float32)), None, length=self.action_repeat
         )
         return _strong(sim), reward
 
