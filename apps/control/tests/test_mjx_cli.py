@@ -152,3 +152,22 @@ def test_cpu_sizes_fill_only_the_unset_fields_of_a_tdmpc2_run():
     assert "num_samples=128" in cpu_sized(fresh) and fresh["agent"]["enc_dim"] == 64
     done = dict(run, agent=dict(fresh["agent"]))
     assert cpu_sized(done) == [] and done["agent"] == fresh["agent"]
+
+
+def test_a_cpu_sized_tdmpc2_run_with_the_default_eval_interval_evaluates_five_times():
+    from era_control_app.config import cpu_sized, default_intervals
+
+    run = {"algo": "tdmpc2-era", "env": "dmc/cartpole-swingup", "steps": 5000}
+    defaults = default_intervals(5000)  # log 166, eval 498: 11 evaluations with step 0's
+    fresh = dict(run, **defaults, agent={})
+    assert "eval_interval=996" in cpu_sized(fresh)
+    assert fresh["eval_interval"] == 996 and fresh["eval_interval"] % fresh["log_interval"] == 0
+    assert fresh["checkpoint_interval"] == defaults["checkpoint_interval"]
+    for given in (True, False):  # --eval-interval 498 given, or another interval from a preset
+        other = dict(run, **defaults, agent={})
+        if not given:
+            other["eval_interval"] = 332
+        changed = cpu_sized(other, eval_interval_given=given)
+        assert other["eval_interval"] in (498, 332) and not any("eval" in c for c in changed)
+    sac = dict(run, algo="sac-era", **defaults, agent={})
+    assert cpu_sized(sac) == [] and sac["eval_interval"] == 498

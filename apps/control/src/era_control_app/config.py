@@ -122,21 +122,37 @@ def quick(run: dict[str, Any]) -> dict[str, Any]:
 # transition batch through 1024-wide critics) and TD-MPC2 (its official 5M-parameter model and
 # MPPI of 6 iterations x 512 samples at every env step)
 CPU_SIZED = {"parallel off-policy": "mjx/", "model-based": ""}
+# trainer kind -> evaluations per run that a CPU-sized run with the default eval interval gets
+# instead of the default's ten: TD-MPC2 plans each evaluation step with MPPI, so on CPU one
+# evaluation episode costs what about 250 updates do
+CPU_EVALUATIONS = {"model-based": 5}
 
 
-def cpu_sized(run: dict[str, Any]) -> list[str]:
+def cpu_sized(run: dict[str, Any], *, eval_interval_given: bool = False) -> list[str]:
     """For a run that :data:`CPU_SIZED` names (an ``mjx/`` run of FastTD3, FastSAC or
     FastSAC-ERA; any TD-MPC2 or TD-MPC2-ERA run) on a CPU backend: the config's ``quick()``
     sizes (networks, batch; TD-MPC2's MPPI samples and iterations, warm-up) for each of its
     ``QUICK_FIELDS`` that the preset and ``--set`` left unset, written into ``run["agent"]``
-    (so ``config.json`` and ``--resume`` keep them). The published defaults are sized for a
-    GPU. Returns ``key=value`` of each field set, empty when none."""
-    prefix = CPU_SIZED.get(get_algorithm(run["algo"]).trainer)
+    (so ``config.json`` and ``--resume`` keep them); and, for a trainer kind in
+    :data:`CPU_EVALUATIONS` whose eval interval neither ``--eval-interval`` gave
+    (``eval_interval_given``) nor differs from the default's, fewer evaluations. The published
+    defaults are sized for a GPU. Returns ``key=value`` of each field set, empty when none."""
+    kind = get_algorithm(run["algo"]).trainer
+    prefix = CPU_SIZED.get(kind)
     if prefix is None or not str(run["env"]).startswith(prefix):
         return []
     unset = {k: v for k, v in _quick_agent(run).items() if k not in run["agent"]}
     run["agent"].update(unset)
-    return [f"{key}={value}" for key, value in unset.items()]
+    changed = [f"{key}={value}" for key, value in unset.items()]
+    evaluations = CPU_EVALUATIONS.get(kind)
+    default = default_intervals(max(int(run["steps"]), 1))["eval_interval"]
+    if evaluations and not eval_interval_given and run.get("eval_interval") == default:
+        log = run["log_interval"]
+        interval = max(run["steps"] // evaluations // log, 1) * log
+        if interval > default:
+            run["eval_interval"] = interval
+            changed.append(f"eval_interval={interval}")
+    return changed
 
 
 def _quick_agent(run: dict[str, Any]) -> dict[str, Any]:

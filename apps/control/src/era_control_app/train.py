@@ -168,18 +168,20 @@ def choose_threads(opts: RunOptions, run: dict[str, Any]) -> dict[str, Any]:
     return {**plan.to_dict(), "xla_flags": threads.apply_xla(plan)}
 
 
-def _size_for_cpu(run: dict[str, Any]) -> str | None:
+def _size_for_cpu(run: dict[str, Any], eval_interval_given: bool) -> str | None:
     """A fresh run that :data:`~era_control_app.config.CPU_SIZED` names (``mjx/`` Fast*,
     TD-MPC2) on a CPU backend takes the CPU sizes (:func:`cpu_sized`) of the fields not given;
     returns the line that says so (``None``: nothing changed)."""
     import jax
 
-    changed = cpu_sized(run) if jax.default_backend() == "cpu" else []
+    if jax.default_backend() != "cpu":
+        return None
+    changed = cpu_sized(run, eval_interval_given=eval_interval_given)
     if not changed:
         return None
     return (
         f"{run['algo']} on {run['env']} with a CPU backend: CPU-sized {', '.join(changed)} "
-        "(give them with --set to keep the published GPU-sized defaults)"
+        "(give them with --set, or --eval-interval, to keep the published GPU-sized defaults)"
     )
 
 
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dict = _open(args, opts)
         cpu_threads = choose_threads(opts, run_dict)
-        sized = _size_for_cpu(run_dict) if opts.resume is None else None
+        given = args.eval_interval is not None
+        sized = _size_for_cpu(run_dict, given) if opts.resume is None else None
     except ValueError as err:
         parser.error(str(err))
 
