@@ -44,6 +44,14 @@ def test_values_that_slip_past_the_flags(tmp_path: Path, capsys: pytest.CaptureF
         (["--ckpt-every", "0"], "--ckpt-every 0 must be >= 1"),
         (["--eval-every", "0"], "--eval-every 0 must be >= 1"),
         (["--threads", "-2"], "--threads -2 must be >= 0"),
+        (
+            ["--compare", "--seeds", "0", "--pass-at-k-prompts", "-1"],
+            "--pass-at-k-prompts -1 is not valid",
+        ),
+        (
+            ["--compare", "--seeds", "0", "--pass-at-k-prompts", "5"],
+            "--pass-at-k-prompts 5 is not valid: it must be between 0 (off) and --eval-size 4",
+        ),
     ]:
         _fails(["--out", str(out), *TINY, *flags], message, capsys)
         assert not out.exists()

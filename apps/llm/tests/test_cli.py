@@ -110,6 +110,7 @@ TRAIN = [
     (("--quick",), "quick", 0, None, None, False, "_StoreTrueAction", False),
     (("--compare",), "compare", 0, None, None, False, "_StoreTrueAction", False),
     (("--seeds",), "seeds", "+", "int", None, [0, 1, 2], "_StoreAction", False),
+    (("--pass-at-k-prompts",), "pass_at_k_prompts", None, "int", None, 0, "_StoreAction", False),
 ]
 EVAL = [
     (("-h", "--help"), "help", 0, None, None, "==SUPPRESS==", "_HelpAction", False),

@@ -182,11 +182,19 @@ def test_grpo_learns_the_synthetic_task(tmp_path):
 
 def test_compare_mode_writes_machine_readable_summary(tmp_path):
     out = tmp_path / "cmp"
-    assert main(["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK]) == 0
+    passk = ["--pass-at-k-prompts", "4"]
+    assert (
+        main(["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK, *passk]) == 0
+    )
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["method"] for r in rows] == ["grpo", "era", "entropy-bonus"]
     assert all(int(r["steps"]) == 2 and r["tail_top_entropy_mean"] for r in rows)
+    for r in rows:  # pass@k of 8 draws on 4 prompts: multiples of 1/32 at k=1, rising with k
+        p1, p4, p8 = (float(r[f"pass_at_{k}"]) for k in (1, 4, 8))
+        assert 0 <= p1 <= p4 <= p8 <= 1 and abs(p1 * 32 - round(p1 * 32)) < 1e-6, r
+        record = out / "pass_at_k" / r["method"] / "seed0" / "pass_at_k.json"
+        assert json.loads(record.read_text())["prompts"] == 4
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["aggregate"]) == {"grpo", "era", "entropy-bonus"}
     md = (out / "summary.md").read_text()
@@ -197,8 +205,11 @@ def test_compare_mode_writes_machine_readable_summary(tmp_path):
     assert bonus["entropy_bonus_target"] == 0.45 and bonus["era"] is False
     # Started again, complete runs are skipped and the summary is rewritten.
     mtime = (out / "era" / "seed0" / "DONE").stat().st_mtime
-    main(["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK])
+    scored = (out / "pass_at_k" / "era" / "seed0" / "pass_at_k.json").stat().st_mtime
+    main(["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK, *passk])
     assert (out / "era" / "seed0" / "DONE").stat().st_mtime == mtime
+    assert (out / "pass_at_k" / "era" / "seed0" / "pass_at_k.json").stat().st_mtime == scored
+    assert "pass@8 (%, sampled)" in (out / "summary.md").read_text()
 
 
 def test_teacher_forced_logits_reproduce_greedy_generation():

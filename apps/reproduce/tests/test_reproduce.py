@@ -69,6 +69,8 @@ def test_quick_smoke_writes_a_report_with_three_domains_tables_and_figures(smoke
         assert data[:8] == PNG_MAGIC and len(data) > 5000
     assert "uv run era-control-train" in report and "uv run era-vision-train" in report
     assert "uv run era-llm-train" in report
+    assert "pass@8 (8 sampled responses per held-out prompt): ERA" in report
+    assert "pass@8 (%, sampled)" in report  # the llm app's own table, with pass@k columns
 
 
 def test_report_carries_provenance_spread_convention_and_wall_time_per_domain(smoke_report):

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     comparison = compare_options(args)
     try:
         if comparison.compare:
-            run_comparison(cfg, comparison.seeds)
+            run_comparison(cfg, comparison.seeds, pass_at_k_prompts=comparison.pass_at_k_prompts)
         else:
             train(cfg)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:

@@ -13,7 +13,11 @@ comparison is started again. At the end, written atomically:
 
 * ``summary.csv``: one row per (method, seed): the columns of `SUMMARY_COLUMNS` (the
   ``run_*`` ones are means over every step of the run: the shares of responses below, inside
-  and above the band, the share ERA rescaled, and the entropy bonus's largest coefficient);
+  and above the band, the share ERA rescaled, and the entropy bonus's largest coefficient;
+  ``pass_at_{1,4,8}``, fractions like the accuracies, only with ``--pass-at-k-prompts N``:
+  each finished run scored by `era_llm_app.run_eval` in sampled mode on its first N held-out
+  prompts, 8 responses each, seeded by the run's seed, into ``OUT/pass_at_k/<method>/seed<N>/``
+  once);
 * ``summary.md``: mean ± sample std (n − 1) over seeds per method, every seed's values, and
   the plots;
 * ``summary.json``: the same numbers plus the configuration;
@@ -76,7 +80,11 @@ SUMMARY_COLUMNS = (
     "run_frac_above",
     "run_frac_scaled",
     "max_entropy_coef",
+    "pass_at_1",
+    "pass_at_4",
+    "pass_at_8",
 )
+PASS_KEYS = {1: "pass_at_1", 4: "pass_at_4", 8: "pass_at_8"}  # k -> summary column
 SPREAD = "mean ± sample std (n − 1) over seeds"
 
 
@@ -101,12 +109,24 @@ def method_config(base: TrainConfig, method: str, seed: int) -> TrainConfig:
     )
 
 
-def run_comparison(base: TrainConfig, seeds: list[int], methods: tuple[str, ...] = METHODS) -> Path:
-    """Train every (method, seed) not yet complete, then write the summary and plots."""
+def run_comparison(
+    base: TrainConfig,
+    seeds: list[int],
+    methods: tuple[str, ...] = METHODS,
+    *,
+    pass_at_k_prompts: int = 0,
+) -> Path:
+    """Train every (method, seed) not yet complete, score each run's pass@k when
+    ``pass_at_k_prompts`` > 0, then write the summary and plots."""
     if not seeds:
         raise ValueError("--seeds needs at least one seed")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {seeds} has duplicates")
+    if pass_at_k_prompts < 0 or pass_at_k_prompts > base.eval_size:
+        raise ValueError(
+            f"--pass-at-k-prompts {pass_at_k_prompts} is not valid: it must be between 0 (off) "
+            f"and --eval-size {base.eval_size} (the held-out prompts a run keeps)"
+        )
     configs = [method_config(base, m, s) for m in methods for s in seeds]
     for cfg in configs:
         validate(cfg)  # every run's input is checked before the first one trains
@@ -132,7 +152,33 @@ def run_comparison(base: TrainConfig, seeds: list[int], methods: tuple[str, ...]
         t0 = time.perf_counter()
         train(cfg)
         wall[cfg.out] = time.perf_counter() - t0
-    return write_summary(out, configs, wall)
+    passes = {}
+    if pass_at_k_prompts:
+        passes = {cfg.out: run_pass_at_k(out, cfg, pass_at_k_prompts) for cfg in configs}
+    return write_summary(out, configs, wall, passes)
+
+
+def run_pass_at_k(out: Path, cfg: TrainConfig, prompts: int) -> dict[str, float]:
+    """One finished run's ``pass_at_{1,4,8}`` (fractions) on its first ``prompts`` held-out
+    prompts, scored once into ``OUT/pass_at_k/<method>/seed<N>/`` (``pass_at_k.json``) and
+    read from there when the comparison is started again with the same ``prompts``."""
+    from era_llm_app.evaluate import EvalConfig
+    from era_llm_app.run_eval import evaluate_run
+
+    where = out / "pass_at_k" / cfg.extra["method"] / f"seed{cfg.seed}"
+    record = where / "pass_at_k.json"
+    if record.is_file():
+        stored = json.loads(record.read_text())
+        if stored.get("prompts") == prompts:
+            return stored["pass_at_k"]
+    eval_cfg = EvalConfig(
+        model=cfg.out, out=str(where), mode="sampled", limit=prompts, seed=cfg.seed,
+        threads=cfg.threads,
+    )  # fmt: skip
+    results, _ = evaluate_run(eval_cfg, progress=False)
+    values = {PASS_KEYS[r["k"]]: r["pass_at_k"] / 100 for r in results if r["k"] in PASS_KEYS}
+    atomic_write_text(record, json.dumps({"prompts": prompts, "pass_at_k": values}, indent=2))
+    return values
 
 
 def _run_mean(metrics: list[dict], key: str) -> float | None:
@@ -159,7 +205,12 @@ def run_columns(metrics: list[dict], era: bool) -> dict[str, float | None]:
     }
 
 
-def write_summary(out: Path, configs: list[TrainConfig], wall: dict[str, float]) -> Path:
+def write_summary(
+    out: Path,
+    configs: list[TrainConfig],
+    wall: dict[str, float],
+    passes: dict[str, dict[str, float]] | None = None,
+) -> Path:
     rows, curves = [], {}
     for cfg in configs:
         metrics = read_jsonl(Path(cfg.out) / "metrics.jsonl")
@@ -174,6 +225,7 @@ def write_summary(out: Path, configs: list[TrainConfig], wall: dict[str, float])
                 "min_top_entropy_mean": min(tops) if tops else None,
                 "wall_s": wall.get(cfg.out),
                 **run_columns(metrics, cfg.era),
+                **(passes or {}).get(cfg.out, {}),
             }
         )
         curves.setdefault(method, []).append(metrics)
@@ -229,6 +281,8 @@ def _markdown(
         ("tail_frac_inside", "in band (%), last 20%", 100),
         ("tail_scale_mean", "mean c, last 20%", 1),
     ]
+    if any(PASS_KEYS[1] in stats for stats in aggregate.values()):
+        cols += [(key, f"pass@{k} (%, sampled)", 100) for k, key in PASS_KEYS.items()]
     task = (
         f"{base.task_op} with {base.min_digits}-{base.max_digits} digits"
         if not base.data

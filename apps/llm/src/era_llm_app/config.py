@@ -161,6 +161,13 @@ class CompareOptions:
         group=COMPARISON,
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=option(group=COMPARISON))
+    pass_at_k_prompts: int = _opt(
+        0,
+        "after the runs, each run's pass@1/4/8 from 8 sampled responses to each of its first N "
+        "held-out prompts (era-llm-eval --mode sampled on the run); 0: off",
+        group=COMPARISON,
+        metavar="N",
+    )
 
 
 def quick_preset(cfg: TrainConfig) -> TrainConfig:

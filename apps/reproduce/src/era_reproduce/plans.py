@@ -73,7 +73,7 @@ BUDGETS = {
             "expected_s": 300,
             "extra": [
                 *("--warmup-steps", "600", "--lr", "5e-4", "--era-low", "0.8"),
-                *("--eval-every", "25"),
+                *("--eval-every", "25", "--pass-at-k-prompts", "64"),
             ],
         },
     },
@@ -98,7 +98,7 @@ BUDGETS = {
             "steps": 2,
             "seeds": [0, 1],
             "expected_s": 40,
-            "extra": ["--warmup-steps", "20", "--eval-size", "8"],
+            "extra": ["--warmup-steps", "20", "--eval-size", "8", "--pass-at-k-prompts", "4"],
         },
     },
 }
@@ -553,6 +553,15 @@ def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
         section.verdict.append(
             f"final held-out accuracy: ERA {pm_seeds(e, 1)} % vs GRPO {pm_seeds(g, 1)} % ({went})."
         )
+        for k in (1, 4, 8):
+            key = f"pass_at_{k}"
+            if key in aggregate["grpo"] and key in aggregate["era"]:
+                g, e = seeds("grpo", key, 100), seeds("era", key, 100)
+                went = "higher" if mean_std(e)[0] > mean_std(g)[0] else "not higher"
+                section.verdict.append(
+                    f"pass@{k} (8 sampled responses per held-out prompt): ERA {pm_seeds(e, 1)} % "
+                    f"vs GRPO {pm_seeds(g, 1)} % ({went})."
+                )
     for method in ("grpo", "entropy-bonus"):
         if method in aggregate and "era" in aggregate:
             m, e = seeds(method, "min_top_entropy_mean"), seeds("era", "min_top_entropy_mean")
