@@ -70,6 +70,10 @@ def test_quick_smoke_writes_a_report_with_three_domains_tables_and_figures(smoke
     assert "uv run era-control-train" in report and "uv run era-vision-train" in report
     assert "uv run era-llm-train" in report
     assert "pass@8 (8 sampled responses per held-out prompt): ERA" in report
+    # the learned-compensation arm: its own rows, per-seed checks and verdict line
+    assert "sac-era (learned δ)" in report and "again with `--set compensation=learned`" in report
+    assert "sac-era (learned δ)'s final eval return" in report
+    assert "follows the learned compensation" in report
     assert "pass@8 (%, sampled)" in report  # the llm app's own table, with pass@k columns
 
 

@@ -46,6 +46,14 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
+    def name(self) -> str:
+        """The algorithm, and its variant where the run's agent settings make one: SAC-ERA with
+        the learned compensation (``--set compensation=learned``) is ``sac-era (learned δ)``."""
+        if self.config.get("agent", {}).get("compensation") == "learned":
+            return f"{self.algo} (learned δ)"
+        return self.algo
+
+    @property
     def seeds(self) -> list[int]:
         return sorted({int(r["seed"]) for r in self.rows})
 
@@ -215,18 +223,18 @@ def table(runs: Iterable[Run | str | Path], last: int = 3) -> str:
         "final entropy (target) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for run in sorted(map(_as_run, runs), key=lambda r: (r.env, r.algo)):
+    for run in sorted(map(_as_run, runs), key=lambda r: (r.env, r.name)):
         s = summarize(run, last)
         if s["final_step"] is None:
             lines.append(
-                f"| {run.env} | {run.algo} | {len(run.seeds)} | – | no evaluation yet | | |"
+                f"| {run.env} | {run.name} | {len(run.seeds)} | – | no evaluation yet | | |"
             )
             continue
         ent = "" if s["entropy"] is None else f"{s['entropy'][0]:.2f}"
         if ent and s["target_entropy"] is not None:
             ent += f" ({s['target_entropy']:.2f})"
         lines.append(
-            f"| {run.env} | {run.algo} | {len(run.seeds)} | {s['final_step']:,} | "
+            f"| {run.env} | {run.name} | {len(run.seeds)} | {s['final_step']:,} | "
             f"{s['final'][0]:.1f} ± {s['final'][1]:.1f} | {s['tail'][0]:.1f} ± {s['tail'][1]:.1f}"
             f" | {ent} |"
         )
@@ -257,12 +265,12 @@ def _draw_run(axes: Sequence[Axes], run: Run, colour: str, panels: Sequence[Sequ
         for key, style in zip(keys, ("-", ":"), strict=False):
             data = run.series(key)
             if data:
-                label = run.algo if style == "-" else f"{run.algo} {key}"
+                label = run.name if style == "-" else f"{run.name} {key}"
                 _band(ax, data, colour, label, style)
     target = run.series("target_entropy")
     if target:
         steps, values = list(target), [v[0] for v in target.values()]
-        axes[1].plot(steps, values, "--", color=colour, alpha=0.7, label=f"{run.algo} target")
+        axes[1].plot(steps, values, "--", color=colour, alpha=0.7, label=f"{run.name} target")
 
 
 def plot(
@@ -283,11 +291,11 @@ def plot(
 
     runs, path = [_as_run(r) for r in runs], Path(path)
     envs = sorted({r.env for r in runs})
-    colours = {a: f"C{i}" for i, a in enumerate(sorted({r.algo for r in runs}))}
+    colours = {a: f"C{i}" for i, a in enumerate(sorted({r.name for r in runs}))}
     fig, axes = plt.subplots(2, len(envs), figsize=(5.5 * len(envs), 7), squeeze=False)
     for col, env in enumerate(envs):
         for run in (r for r in runs if r.env == env):
-            _draw_run(axes[:, col], run, colours[run.algo], DETAIL_PANELS if detail else PANELS)
+            _draw_run(axes[:, col], run, colours[run.name], DETAIL_PANELS if detail else PANELS)
         axes[0][col].set_title(f"{env}: evaluation return")
         axes[1][col].set_title(f"{env}: policy entropy")
         axes[0][col].set_ylabel("evaluation return (episode sum of rewards)")

@@ -47,11 +47,13 @@ BUDGETS = {
     "quick": {
         # SAC vs SAC-ERA, dmc/cartpole-swingup_sparse (chosen by the pilots of SAC alone in
         # docs/reproduce.md), the app's CPU preset (2x256, 1 update/step).
+        # SAC-ERA once more with the learned compensation (Eq. 12), the pre-registered arm.
         "control": {
             "env": "dmc/cartpole-swingup_sparse",
             "steps": 6000,
             "seeds": 2,
-            "expected_s": 200,
+            "expected_s": 270,
+            "variants": {"sac-era-learned": ("sac-era", ("--set", "compensation=learned"))},
         },
         # resnet18 on the embedded digits, the --quick recipe (2 epochs): baseline vs ERA in
         # exact mode at H_min 0.3, the pre-registered ERA arm; no extra flags, since none of the
@@ -82,7 +84,8 @@ BUDGETS = {
             "env": "dmc/cartpole-swingup",
             "steps": 800,
             "seeds": 2,
-            "expected_s": 60,
+            "expected_s": 90,
+            "variants": {"sac-era-learned": ("sac-era", ("--set", "compensation=learned"))},
             "extra": [
                 *("--log-interval", "200", "--eval-interval", "400"),
                 *("--checkpoint-interval", "400"),
@@ -129,7 +132,9 @@ def runs_for(domain: str, out: Path, *, budget: str, args: argparse.Namespace) -
     if domain == "control":
         argv = ["--env", b["env"], "--config", CONTROL_PRESET]
         argv += ["--steps", str(b["steps"]), "--seeds", str(b["seeds"]), "--no-progress", *extra]
-        return _control_runs(CONTROL_PRESET, out, argv, b["expected_s"], per_env=False)
+        return _control_runs(
+            CONTROL_PRESET, out, argv, b["expected_s"], per_env=False, variants=b.get("variants")
+        )
     if domain == "vision":
         argv = ["--preset", "digits-compare", "--quick", "--arms", *b["arms"], "--seeds"]
         argv += [str(s) for s in b["seeds"]] + ["--out", str(out), "--no-progress", *extra]
@@ -185,11 +190,19 @@ def _full_runs(domain: str, out: Path, args: argparse.Namespace) -> list[Run]:
 
 
 def _control_runs(
-    preset: str, out: Path, argv: list[str], expected_s: float, *, per_env: bool
+    preset: str,
+    out: Path,
+    argv: list[str],
+    expected_s: float,
+    *,
+    per_env: bool,
+    variants: dict[str, tuple[str, tuple[str, ...]]] | None = None,
 ) -> list[Run]:
     """One ``era-control-train`` run per algorithm of the control app's ``preset`` (and, with
-    ``per_env``, per environment of it): the preset is the data, the app names the algorithms.
-    Without the control app, one run of the preset that reports the app missing."""
+    ``per_env``, per environment of it): the preset is the data, the app names the algorithms;
+    then one per ``variants`` entry (``name: (algo, extra flags)``, e.g. SAC-ERA with
+    ``--set compensation=learned``). Without the control app, one run of the preset that
+    reports the app missing."""
     try:
         from era_control_app.presets import load_preset
     except ImportError:
@@ -197,13 +210,15 @@ def _control_runs(
     spec = load_preset(preset)
     algos = spec.get("algos", [])
     envs = spec.get("envs", []) if per_env else [None]
-    share = expected_s if per_env else expected_s / max(len(algos), 1)
+    arms = [(algo, algo, ()) for algo in algos]
+    arms += [(name, algo, tuple(flags)) for name, (algo, flags) in (variants or {}).items()]
+    share = expected_s if per_env else expected_s / max(len(arms), 1)
     runs = []
     for env in envs:
-        for algo in algos:
-            name = algo if env is None else f"{algo}-{env.replace('/', '-')}"
+        for arm, algo, flags in arms:
+            name = arm if env is None else f"{arm}-{env.replace('/', '-')}"
             env_args = ["--env", env] if env else []
-            args = ("--algo", algo, *argv, *env_args, "--out", str(out / name))
+            args = ("--algo", algo, *argv, *flags, *env_args, "--out", str(out / name))
             runs.append(
                 Run("control", name, CONTROL_MODULE, CONTROL_SCRIPT, args, out / name, share)
             )
@@ -257,7 +272,9 @@ def _budget_line(budget: str, domain: str) -> str:
     if budget == "full":
         return "the paper-scale preset (see the commands below)."
     b = BUDGETS[budget][domain]
-    return ", ".join(f"{k}={v}" for k, v in b.items() if k not in {"expected_s", "extra"})
+    return ", ".join(
+        f"{k}={v}" for k, v in b.items() if k not in {"expected_s", "extra", "variants"}
+    )
 
 
 def _control(section: Section, out: Path, figures: Path, budget: str) -> None:
@@ -277,17 +294,23 @@ def _control(section: Section, out: Path, figures: Path, budget: str) -> None:
     algos = list(dict.fromkeys(run.algo for run in runs))
     section.budget = (
         f"{_budget_line(budget, 'control')}; {' and '.join(a.upper() for a in algos)} share every "
-        "hyper-parameter of the app's CPU preset except the entropy mechanism. The paper: 1M "
-        "steps, 2x512, 10 seeds."
+        "hyper-parameter of the app's CPU preset except the entropy mechanism"
+        + "".join(
+            f"; {run.name}: {run.algo.upper()} again with `--set compensation=learned` (the "
+            "compensation δ learned by Eq. 12 instead of the constant 0)"
+            for run in runs
+            if run.name != run.algo
+        )
+        + ". The paper: 1M steps, 2x512, 10 seeds."
     )
-    finals = {(run.env, run.algo): results.summarize(run)["final_eval_returns"] for run in runs}
+    finals = {(run.env, run.name): results.summarize(run)["final_eval_returns"] for run in runs}
     section.ours = markdown_table(
         ["environment", "algorithm", "seeds", f"final eval return ({SPREAD})"],
         [[env, algo, len(v), pm_seeds(v, 1)] for (env, algo), v in finals.items()],
     )
-    checks = {(run.env, run.algo): results.seed_checks(run) for run in runs}
+    checks = {(run.env, run.name): results.seed_checks(run) for run in runs}
     section.per_seed = _control_seed_table(checks)
-    agents = {(run.env, run.algo): run.config.get("agent", {}) for run in runs}
+    agents = {(run.env, run.name): run.config.get("agent", {}) for run in runs}
     for (env, algo), seeds in checks.items():
         section.checks.append(_control_check(env, algo, seeds, agents[env, algo]))
         for seed in seeds:
@@ -309,6 +332,14 @@ def _control(section: Section, out: Path, figures: Path, budget: str) -> None:
         for base_algo, era_algo in results.baseline_pairs(algos):
             if (env, base_algo) in finals and (env, era_algo) in finals:
                 section.verdict.append(_control_verdict(env, base_algo, era_algo, finals, budget))
+        for run in runs:
+            if run.env == env and run.name != run.algo and (env, run.algo) in finals:
+                mine, plain = finals[(env, run.name)], finals[(env, run.algo)]
+                section.verdict.append(
+                    f"{env}: {run.name}'s final eval return {mean_std(mine)[0]:.1f} (seeds: "
+                    f"{seed_values(mine, 1)}) vs {mean_std(plain)[0]:.1f} for {run.algo} with the "
+                    f"constant compensation (seeds: {seed_values(plain, 1)})."
+                )
     for env in envs[:8]:
         path = figures / f"control_{env.replace('/', '-')}.png"
         title = f"{env}: {SPREAD}; dotted: training episode return, Gaussian entropy"
