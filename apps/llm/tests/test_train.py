@@ -182,10 +182,9 @@ def test_grpo_learns_the_synthetic_task(tmp_path):
 
 def test_compare_mode_writes_machine_readable_summary(tmp_path):
     out = tmp_path / "cmp"
-    passk = ["--pass-at-k-prompts", "4"]
-    assert (
-        main(["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK, *passk]) == 0
-    )
+    args = ["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK]
+    args += ["--pass-at-k-prompts", "4"]
+    assert main(args) == 0
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["method"] for r in rows] == ["grpo", "era", "entropy-bonus"]
@@ -206,7 +205,7 @@ def test_compare_mode_writes_machine_readable_summary(tmp_path):
     # Started again, complete runs are skipped and the summary is rewritten.
     mtime = (out / "era" / "seed0" / "DONE").stat().st_mtime
     scored = (out / "pass_at_k" / "era" / "seed0" / "pass_at_k.json").stat().st_mtime
-    main(["--compare", "--seeds", "0", "--steps", "2", "--out", str(out), *QUICK, *passk])
+    main(args)
     assert (out / "era" / "seed0" / "DONE").stat().st_mtime == mtime
     assert (out / "pass_at_k" / "era" / "seed0" / "pass_at_k.json").stat().st_mtime == scored
     assert "pass@8 (%, sampled)" in (out / "summary.md").read_text()

@@ -311,8 +311,8 @@ def test_optional_paths_run(tmp_path):
     shape is uninitialised memory (NaN or 1e30 depending on what ran before; docs/vision.md).
     """
     out = tmp_path / "opts"
-    args = [*FAST, "--img-size", "32", "--epochs", "1", "--limit-train-batches", "3", "--limit-val-batches", "1",
-            "--eval-batch-size", "64", "--ema", "--mixup", "0.2", "--cutmix", "1.0", "--amp",
+    args = [*FAST, "--img-size", "32", "--epochs", "1", "--limit-train-batches", "3",
+            "--limit-val-batches", "1", "--eval-batch-size", "64", "--ema", "--mixup", "0.2", "--cutmix", "1.0", "--amp",
             "--channels-last", "--no-era", "--out", str(out), "--no-progress"]  # fmt: skip
     assert main(args) == 0
     row = _rows(out)[0]

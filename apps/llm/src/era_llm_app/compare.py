@@ -41,9 +41,11 @@ from era_core.runlog import atomic_write_text, read_jsonl
 from era_core.runs import run_status
 from era_llm_app.config import TrainConfig, validate
 from era_llm_app.plots import plot_comparison
+from era_llm_app.run_eval import PASS_KS
 from era_llm_app.train import CHECKPOINT, summarize_run, train
 
 METHODS = ("grpo", "era", "entropy-bonus")
+PASS_KEYS = {k: f"pass_at_{k}" for k in PASS_KS}  # k -> summary column (run_eval's ks)
 # The CPU-scale setting of docs/llm.md (for callers such as era-reproduce):
 #   era-llm-train --compare --seeds 0 1 2 --out DIR *RECOMMENDED_ARGS
 # A longer warm-up makes the tiny model confident (top-20 % entropy ~0.87 nats at the start of
@@ -80,11 +82,8 @@ SUMMARY_COLUMNS = (
     "run_frac_above",
     "run_frac_scaled",
     "max_entropy_coef",
-    "pass_at_1",
-    "pass_at_4",
-    "pass_at_8",
+    *PASS_KEYS.values(),
 )
-PASS_KEYS = {1: "pass_at_1", 4: "pass_at_4", 8: "pass_at_8"}  # k -> summary column
 SPREAD = "mean ± sample std (n − 1) over seeds"
 
 
@@ -163,7 +162,7 @@ def run_pass_at_k(out: Path, cfg: TrainConfig, prompts: int) -> dict[str, float]
     prompts, scored once into ``OUT/pass_at_k/<method>/seed<N>/`` (``pass_at_k.json``) and
     read from there when the comparison is started again with the same ``prompts``."""
     from era_llm_app.evaluate import EvalConfig
-    from era_llm_app.run_eval import evaluate_run
+    from era_llm_app.run_eval import evaluate_run  # torch's generation path, only when scoring
 
     where = out / "pass_at_k" / cfg.extra["method"] / f"seed{cfg.seed}"
     record = where / "pass_at_k.json"
@@ -281,7 +280,7 @@ def _markdown(
         ("tail_frac_inside", "in band (%), last 20%", 100),
         ("tail_scale_mean", "mean c, last 20%", 1),
     ]
-    if any(PASS_KEYS[1] in stats for stats in aggregate.values()):
+    if any(key in stats for stats in aggregate.values() for key in PASS_KEYS.values()):
         cols += [(key, f"pass@{k} (%, sampled)", 100) for k, key in PASS_KEYS.items()]
     task = (
         f"{base.task_op} with {base.min_digits}-{base.max_digits} digits"

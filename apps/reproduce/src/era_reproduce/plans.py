@@ -23,6 +23,7 @@ import os
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from .report import (
     SPREAD,
@@ -43,6 +44,16 @@ INSTALL = {
     for domain in ("control", "vision", "llm")
 }
 
+# SAC-ERA again with the learned compensation: a control arm (run name: its algorithm, its
+# extra flags, what they change), the pre-registered one of docs/reproduce.md.
+LEARNED_ARM = {
+    "sac-era-learned": {
+        "algo": "sac-era",
+        "flags": ("--set", "compensation=learned"),
+        "about": "the compensation δ learned by Eq. 12 instead of the constant 0",
+    }
+}
+
 BUDGETS = {
     "quick": {
         # SAC vs SAC-ERA, dmc/cartpole-swingup_sparse (chosen by the pilots of SAC alone in
@@ -53,7 +64,7 @@ BUDGETS = {
             "steps": 6000,
             "seeds": 2,
             "expected_s": 270,
-            "variants": {"sac-era-learned": ("sac-era", ("--set", "compensation=learned"))},
+            "variants": LEARNED_ARM,
         },
         # resnet18 on the embedded digits, the --quick recipe (2 epochs): baseline vs ERA in
         # exact mode at H_min 0.3, the pre-registered ERA arm; no extra flags, since none of the
@@ -85,7 +96,7 @@ BUDGETS = {
             "steps": 800,
             "seeds": 2,
             "expected_s": 90,
-            "variants": {"sac-era-learned": ("sac-era", ("--set", "compensation=learned"))},
+            "variants": LEARNED_ARM,
             "extra": [
                 *("--log-interval", "200", "--eval-interval", "400"),
                 *("--checkpoint-interval", "400"),
@@ -196,13 +207,13 @@ def _control_runs(
     expected_s: float,
     *,
     per_env: bool,
-    variants: dict[str, tuple[str, tuple[str, ...]]] | None = None,
+    variants: dict[str, dict[str, Any]] | None = None,
 ) -> list[Run]:
     """One ``era-control-train`` run per algorithm of the control app's ``preset`` (and, with
     ``per_env``, per environment of it): the preset is the data, the app names the algorithms;
-    then one per ``variants`` entry (``name: (algo, extra flags)``, e.g. SAC-ERA with
-    ``--set compensation=learned``). Without the control app, one run of the preset that
-    reports the app missing."""
+    then one per ``variants`` entry (``name: {"algo", "flags", "about"}``, e.g.
+    :data:`LEARNED_ARM`). Without the control app, one run of the preset that reports the app
+    missing."""
     try:
         from era_control_app.presets import load_preset
     except ImportError:
@@ -211,7 +222,7 @@ def _control_runs(
     algos = spec.get("algos", [])
     envs = spec.get("envs", []) if per_env else [None]
     arms = [(algo, algo, ()) for algo in algos]
-    arms += [(name, algo, tuple(flags)) for name, (algo, flags) in (variants or {}).items()]
+    arms += [(name, v["algo"], tuple(v["flags"])) for name, v in (variants or {}).items()]
     share = expected_s if per_env else expected_s / max(len(arms), 1)
     runs = []
     for env in envs:
@@ -292,14 +303,15 @@ def _control(section: Section, out: Path, figures: Path, budget: str) -> None:
         raise RuntimeError("no control run finished")
     section.csvs.extend(run.path / "metrics.csv" for run in runs)
     algos = list(dict.fromkeys(run.algo for run in runs))
+    variants = BUDGETS[budget]["control"].get("variants", {}) if budget in BUDGETS else {}
     section.budget = (
         f"{_budget_line(budget, 'control')}; {' and '.join(a.upper() for a in algos)} share every "
         "hyper-parameter of the app's CPU preset except the entropy mechanism"
         + "".join(
-            f"; {run.name}: {run.algo.upper()} again with `--set compensation=learned` (the "
-            "compensation δ learned by Eq. 12 instead of the constant 0)"
+            f"; {run.name}: {run.algo.upper()} again with `{' '.join(arm['flags'])}` "
+            f"({arm['about']})"
             for run in runs
-            if run.name != run.algo
+            if (arm := variants.get(run.path.name))
         )
         + ". The paper: 1M steps, 2x512, 10 seeds."
     )
@@ -584,9 +596,9 @@ def _llm(section: Section, out: Path, figures: Path, budget: str) -> None:
         section.verdict.append(
             f"final held-out accuracy: ERA {pm_seeds(e, 1)} % vs GRPO {pm_seeds(g, 1)} % ({went})."
         )
-        for k in (1, 4, 8):
-            key = f"pass_at_{k}"
-            if key in aggregate["grpo"] and key in aggregate["era"]:
+        for key in (k for k in aggregate["era"] if k.startswith("pass_at_")):
+            k = key.removeprefix("pass_at_")
+            if key in aggregate["grpo"]:
                 g, e = seeds("grpo", key, 100), seeds("era", key, 100)
                 went = "higher" if mean_std(e)[0] > mean_std(g)[0] else "not higher"
                 section.verdict.append(
