@@ -187,3 +187,20 @@ def test_budgets_are_data_with_two_seeds_per_comparison():
     assert len(quick["vision"]["seeds"]) >= 2 and len(quick["llm"]["seeds"]) >= 2
     assert sum(d["expected_s"] for d in quick.values()) <= 15 * 60
     assert sys.executable
+
+
+def test_every_quick_run_parses_in_its_app(tmp_path):
+    """The quick budgets' flags (the pilots' regimes among them) are flags of their apps."""
+    from era_control_app.train import build_parser as control_parser
+    from era_llm_app.config import build_parser as llm_parser
+    from era_vision_app.cli import build_parser as vision_parser
+
+    parsers = {"control": control_parser, "vision": vision_parser, "llm": llm_parser}
+    args = cli.build_parser().parse_args(["--quick"])
+    for domain, parser in parsers.items():
+        runs = plans.runs_for(domain, tmp_path / domain, budget="quick", args=args)
+        assert runs
+        for run in runs:
+            parser().parse_args(list(run.args))
+    vision = plans.runs_for("vision", tmp_path / "v", budget="quick", args=args)[0].args
+    assert {"--label-noise", "--limit-train-batches", "--min-lr"} <= set(vision)
