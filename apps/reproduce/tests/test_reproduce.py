@@ -85,8 +85,11 @@ def test_report_carries_provenance_spread_convention_and_wall_time_per_domain(sm
         assert re.search(rf"[ ,]{name} (\d|not installed)", report), name
     assert "* machine: " in report and "* device: " in report and "OMP_NUM_THREADS=" in report
     assert re.search(
-        r"total wall time [\d.]+ min \(control [\d.]+, vision [\d.]+, llm [\d.]+ min\)", report
+        r"total wall time [\d.]+ min \(control [\d.]+, vision [\d.]+, llm [\d.]+ min"
+        r"(; the sums of each domain's runs, \d+ runs at a time)?\)",
+        report,
     )
+    assert re.search(r"\* runs side by side: \d+ \(`--jobs`\)", report)
     assert SPREAD in report
     assert report.count("**Mechanism check (per seed).**") == 3
 
@@ -204,3 +207,40 @@ def test_every_quick_run_parses_in_its_app(tmp_path):
             parser().parse_args(list(run.args))
     vision = plans.runs_for("vision", tmp_path / "v", budget="quick", args=args)[0].args
     assert {"--label-noise", "--limit-train-batches", "--min-lr"} <= set(vision)
+
+
+RENDEZVOUS = """
+import sys, time
+from pathlib import Path
+
+here, other = Path(sys.argv[1]), Path(sys.argv[2])
+here.touch()
+deadline = time.monotonic() + 60
+while not other.exists():
+    if time.monotonic() > deadline:
+        sys.exit(3)
+    time.sleep(0.05)
+"""
+
+
+def test_jobs_run_side_by_side_and_keep_the_order_of_the_results(tmp_path, monkeypatch):
+    """Two runs that each wait for the other's file finish only when they run at once."""
+    (tmp_path / "era_rendezvous_probe.py").write_text(RENDEZVOUS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    a, b = tmp_path / "a.flag", tmp_path / "b.flag"
+    runs = [
+        Run("x", "one", "era_rendezvous_probe", "probe", (str(a), str(b)), tmp_path / "o1", 1),
+        Run("y", "two", "era_rendezvous_probe", "probe", (str(b), str(a)), tmp_path / "o2", 1),
+    ]
+    results = execute(runs, tmp_path / "logs", timeout_s=90, jobs=2)
+    assert [r.run.name for r in results] == ["one", "two"]
+    assert all(r.ok for r in results), [r.error for r in results]
+
+
+def test_jobs_below_one_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--quick", "--jobs", "0", "--out", str(tmp_path / "o")])
+    assert info.value.code == 2
+    assert "--jobs" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from era_core.runlog import atomic_write_text
+from era_core.threads import usable_cores
 
 from . import docs, plans
 from .report import SPREAD, Provenance, render
@@ -88,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=None, help="per-run time limit in seconds (default: none)"
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs side by side (default: the usable CPU cores with --quick, whose runs use one "
+        "thread each, so the numbers do not depend on N; 1 with --full)",
+    )
+    parser.add_argument(
         "--write-docs",
         type=Path,
         metavar="FILE",
@@ -114,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--preset needs --full (the quick runs have fixed budgets)")
     budget = "full" if full else plans.quick_budget_name(args.smoke)
     out = args.out or Path("runs") / f"reproduce-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"argument --jobs: {args.jobs} is not a number of runs; give 1 or more")
+    jobs = args.jobs or (1 if full else usable_cores())
     if (out / "report.md").exists():
         parser.error(f"--out {out} already holds a report; choose a new directory")
     for problem in (
@@ -143,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     out.mkdir(parents=True, exist_ok=True)
-    provenance = Provenance.collect(gpu_present())  # before any run writes a file
+    provenance = Provenance.collect(gpu_present(), jobs=jobs)  # before any run writes a file
     start = time.perf_counter()
     all_runs = [run for domain in domains for run in runs_by_domain[domain]]
-    results = execute(all_runs, out / "logs", timeout_s=args.timeout)
+    results = execute(all_runs, out / "logs", timeout_s=args.timeout, jobs=jobs)
     sections = []
     for domain in domains:
         mine = [r for r in results if r.run.domain == domain]

@@ -56,11 +56,11 @@ LEARNED_ARM = {
 
 BUDGETS = {
     "quick": {
-        # SAC vs SAC-ERA, dmc/cartpole-swingup_sparse (chosen by the pilots of SAC alone in
+        # SAC vs SAC-ERA, dmc/acrobot-swingup (chosen by round 2 of the pilots of SAC alone in
         # docs/reproduce.md), the app's CPU preset (2x256, 1 update/step).
         # SAC-ERA once more with the learned compensation (Eq. 12), the pre-registered arm.
         "control": {
-            "env": "dmc/cartpole-swingup_sparse",
+            "env": "dmc/acrobot-swingup",
             "steps": 6000,
             "seeds": 2,
             "expected_s": 270,

@@ -1,7 +1,8 @@
 """Run each experiment as its own process, with its log in a file and one overall progress bar.
 
 A run that crashes, times out or is missing its app does not stop the others: its result says
-what failed and where the log is.
+what failed and where the log is. ``jobs`` runs start side by side (each quick run uses one
+thread, so a 2-core machine runs two at once); their numbers do not depend on it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import importlib.util
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,22 +67,34 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def execute(runs: list[Run], logs: Path, *, timeout_s: float | None = None) -> list[RunResult]:
-    """Run ``runs`` one after another; one tqdm bar over their expected seconds (ETA)."""
+def execute(
+    runs: list[Run], logs: Path, *, timeout_s: float | None = None, jobs: int = 1
+) -> list[RunResult]:
+    """Run ``runs``, at most ``jobs`` at a time, in their order; one tqdm bar over their
+    expected seconds (ETA). The results come back in the order of ``runs``."""
     logs.mkdir(parents=True, exist_ok=True)
-    results = []
     total = sum(run.expected_s for run in runs)
+    lock = threading.Lock()
     with tqdm(total=round(total), unit="s", desc="era-reproduce", dynamic_ncols=True) as bar:
-        for index, run in enumerate(runs, 1):
-            bar.set_postfix_str(f"{run.domain} {index}/{len(runs)}: {run.name}")
+
+        def one(index: int, run: Run) -> RunResult:
+            with lock:
+                bar.set_postfix_str(f"{run.domain} {index}/{len(runs)}: {run.name}")
             log = logs / f"{run.domain}-{run.name}.log"
-            results.append(_execute_one(run, log, bar, timeout_s))
-            if not results[-1].ok:
-                tqdm.write(f"[{run.domain}] {run.name} FAILED: {results[-1].error} (log: {log})")
-    return results
+            result = _execute_one(run, log, bar, timeout_s, lock)
+            if not result.ok:
+                with lock:
+                    tqdm.write(f"[{run.domain}] {run.name} FAILED: {result.error} (log: {log})")
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(one, i, run) for i, run in enumerate(runs, 1)]
+            return [future.result() for future in futures]
 
 
-def _execute_one(run: Run, log: Path, bar: tqdm, timeout_s: float | None) -> RunResult:
+def _execute_one(
+    run: Run, log: Path, bar: tqdm, timeout_s: float | None, lock: threading.Lock
+) -> RunResult:
     start = time.perf_counter()
     module = run.module.split(".")[0]
     if not module_available(module):
@@ -102,7 +117,8 @@ def _execute_one(run: Run, log: Path, bar: tqdm, timeout_s: float | None) -> Run
                 # Advance the bar with elapsed time, but never past this run's share.
                 target = min(int(elapsed), int(run.expected_s * 0.95))
                 if target > advanced:
-                    bar.update(target - advanced)
+                    with lock:
+                        bar.update(target - advanced)
                     advanced = target
                 if timeout_s is not None and elapsed > timeout_s:
                     process.kill()
@@ -110,7 +126,8 @@ def _execute_one(run: Run, log: Path, bar: tqdm, timeout_s: float | None) -> Run
                     returncode = None
                     error = f"timed out after {timeout_s:.0f} s"
                     break
-    bar.update(max(round(run.expected_s) - advanced, 0))
+    with lock:
+        bar.update(max(round(run.expected_s) - advanced, 0))
     wall = time.perf_counter() - start
     if error is None and returncode != 0:
         error = f"exit code {returncode}; last lines of the log:\n{_tail(log)}"
