@@ -292,6 +292,9 @@ def test_tdmpc2_era_learns_cartpole_swingup():
             "batch_size": 64,
             "warmup_steps": 150,
             "episode_length": 125,
+            # the authors' ratio of updates to environment steps: one update per agent step
+            # at action repeat 2 is four per agent step at action repeat 8
+            "updates_per_step": 4,
         },
     )
     rows = []
