@@ -1,7 +1,9 @@
 """TD-MPC2 and TD-MPC2-ERA as agents: the running Q scale and the subsequence replay against
-NumPy references, the ERA prior's Gaussian entropy at its target with no entropy term, bad
-input refused (one line, exit 2 from the CLI), exact resume with the planner's state, and a
-short TD-MPC2-ERA run on cartpole-swingup that beats the random policy."""
+NumPy references, ``two_q`` against the whole ensemble, the world-model loss against the
+authors' per-step, per-member loops in NumPy and the target ensemble's Polyak average, the ERA
+prior's Gaussian entropy at its target with no entropy term, bad input refused (one line, exit
+2 from the CLI), exact resume with the planner's state, and a short TD-MPC2-ERA run on
+cartpole-swingup that beats the random policy."""
 
 import os
 import re
@@ -12,9 +14,10 @@ import numpy as np
 import pytest
 
 import era_core
-from era_control.tdmpc2 import TDMPC2Config
+from era_control.tdmpc2 import TDMPC2Config, two_q
 from era_control.tdmpc2.buffer import sample_sequences, sequence_buffer_add, sequence_buffer_init
-from era_control.tdmpc2_agent import TDMPC2, running_scale
+from era_control.tdmpc2.twohot import two_hot_inv
+from era_control.tdmpc2_agent import TDMPC2, _split, running_scale
 from era_control.tdmpc2_era import TDMPC2ERA, TDMPC2ERAConfig
 from era_control.training import ModelBasedTrainer, RunConfig, make_trainer, random_policy_return
 
@@ -107,6 +110,109 @@ def test_era_prior_keeps_its_gaussian_entropy_at_the_target_with_no_entropy_term
     np.testing.assert_allclose(base.entropy_term(jnp.ones(4)), 1e-4)
 
 
+def _perturbed(params, scale=0.3):
+    """``params`` plus Gaussian noise, so the zero-initialised heads give non-trivial outputs."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(11), len(leaves))
+    noisy = [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    return jax.tree.unflatten(tree, noisy)
+
+
+def _np_two_hot(x, num_bins, vmin, vmax):
+    """NumPy two-hot over symlog bins, written out independently of ``era_control``'s."""
+    y = np.clip(np.sign(x) * np.log1p(np.abs(x)), vmin, vmax)
+    pos = (y - vmin) / ((vmax - vmin) / (num_bins - 1))
+    out = np.zeros((*x.shape, num_bins))
+    for i in np.ndindex(x.shape):
+        low = int(np.floor(pos[i]))
+        frac = pos[i] - low
+        out[(*i, min(low, num_bins - 1))] += 1 - frac
+        if frac > 0:
+            out[(*i, low + 1)] += frac
+    return out
+
+
+def _np_ce(logits, target, cfg):
+    logits = np.asarray(logits, np.float64)
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+    return -(
+        _np_two_hot(np.asarray(target, np.float64), cfg.num_bins, cfg.vmin, cfg.vmax) * log_p
+    ).sum(-1)
+
+
+def test_two_q_evaluates_two_distinct_members_of_the_ensemble():
+    agent = TDMPC2(TDMPC2Config(**{**TINY, "num_q": 5}), obs_dim=5, action_dim=2, capacity=8)
+    params = _perturbed(agent.init_state(jax.random.PRNGKey(0))["params"])
+    z = agent.encode(params, jax.random.normal(jax.random.PRNGKey(1), (7, 5)))
+    action = jnp.tanh(jax.random.normal(jax.random.PRNGKey(2), (7, 2)))
+    cfg = agent.config
+    every = np.asarray(
+        two_hot_inv(agent._apply(params, z, action, method="qs"), cfg.vmin, cfg.vmax)
+    )
+    assert np.ptp(every, axis=0).min() > 1e-3  # the members differ
+    seen = set()
+    for i in range(12):
+        got = np.asarray(two_q(agent.model, params, params["params"]["_qs"], z, action,
+                               jax.random.PRNGKey(i)))  # fmt: skip
+        rows = [int(np.argmin(np.abs(every - q).max(-1))) for q in got]
+        assert rows[0] != rows[1]
+        np.testing.assert_allclose(got, every[rows], rtol=1e-5, atol=1e-5)
+        seen.add(tuple(sorted(rows)))
+    assert len(seen) > 3  # different keys draw different pairs
+
+
+def test_model_loss_matches_the_loop_formula_and_the_update_polyak_averages_the_targets():
+    """Step 2's loss against the authors' per-step, per-member loops in NumPy (weights, ``rho^t``,
+    the two-hot cross-entropies, the coefficients), and step 4 against ``tau`` averaging."""
+    cfg = TDMPC2Config(**{**TINY, "dropout": 0.0})
+    agent = TDMPC2(cfg, obs_dim=5, action_dim=2, capacity=64)
+    state = _filled_state(agent, jax.random.PRNGKey(0))
+    params = _perturbed(state["params"])
+    state = dict(state, params=params)
+    h, b = cfg.horizon, 6
+    rng = np.random.default_rng(3)
+    weight = np.ones((h, b), np.float32)
+    weight[1:, 0], weight[2:, 1] = 0.0, 0.0  # two subsequences cross an episode end
+    batch = {
+        "obs": jnp.asarray(rng.normal(size=(h + 1, b, 5)), jnp.float32),
+        "action": jnp.asarray(rng.uniform(-1, 1, (h, b, 2)), jnp.float32),
+        "reward": jnp.asarray(rng.uniform(0, 8, (h, b)), jnp.float32),
+        "weight": jnp.asarray(weight),
+    }
+    td_target = jnp.asarray(rng.uniform(-5, 60, (h, b)), jnp.float32)
+    next_z = agent.encode(params, batch["obs"][1:])
+    rest, pi = _split(params)
+    total, aux = agent._model_loss(rest, pi, batch, next_z, td_target, jax.random.PRNGKey(4))
+
+    z = agent.encode(params, batch["obs"][0])
+    consistency = reward = value = 0.0
+    for t in range(h):
+        w, a = weight[t], batch["action"][t]
+        r_logits = agent._apply(params, z, a, method="reward")
+        q_logits = agent._apply(params, z, a, method="qs")
+        reward += cfg.rho**t * np.mean(w * _np_ce(r_logits, batch["reward"][t], cfg))
+        for k in range(cfg.num_q):
+            value += cfg.rho**t * np.mean(w * _np_ce(q_logits[k], td_target[t], cfg))
+        z = agent._apply(params, z, a, method="next")
+        err = np.mean((np.asarray(z, np.float64) - np.asarray(next_z[t], np.float64)) ** 2, -1)
+        consistency += cfg.rho**t * np.mean(w * err)
+    consistency, reward, value = consistency / h, reward / h, value / (h * cfg.num_q)
+    np.testing.assert_allclose(aux["consistency_loss"], consistency, rtol=1e-4)
+    np.testing.assert_allclose(aux["reward_loss"], reward, rtol=1e-4)
+    np.testing.assert_allclose(aux["value_loss"], value, rtol=1e-4)
+    np.testing.assert_allclose(total, 20 * consistency + 0.1 * reward + 0.1 * value, rtol=1e-4)
+
+    new, _ = jax.jit(agent.update)(state, jax.random.PRNGKey(5))
+    online = new["params"]["params"]["_qs"]
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), online, params["params"]["_qs"])
+    assert max(jax.tree.leaves(moved)) > 0
+    expected = jax.tree.map(lambda old, on: (1 - cfg.tau) * old + cfg.tau * on,
+                            state["target_qs"], online)  # fmt: skip
+    for got, want in zip(jax.tree.leaves(new["target_qs"]), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("key", "value", "match"),
     [
@@ -186,6 +292,9 @@ def test_tdmpc2_era_learns_cartpole_swingup():
             "batch_size": 64,
             "warmup_steps": 150,
             "episode_length": 125,
+            # the authors' ratio of updates to environment steps: one update per agent step
+            # at action repeat 2 is four per agent step at action repeat 8
+            "updates_per_step": 4,
         },
     )
     rows = []
