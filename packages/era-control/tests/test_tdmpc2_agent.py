@@ -267,6 +267,34 @@ def test_resumed_run_equals_the_uninterrupted_one():
     assert np.any(np.asarray(full.state["plan_mean"]) != 0)  # in the state, so checkpointed
 
 
+@pytest.mark.parametrize(
+    ("env", "action_repeat", "agent", "length"),
+    [
+        ("dmc/cartpole-swingup", 8, {}, 125),  # DMC's 1000 steps over the action repeat
+        ("dmc/cartpole-swingup", 2, {}, 500),
+        ("dmc/cartpole-swingup", 3, {}, 334),
+        ("gym/Reacher-v5", 1, {}, 50),  # the Gymnasium task's max_episode_steps
+        ("dmc/cartpole-swingup", 8, {"episode_length": 500}, 500),  # a set length wins
+    ],
+)
+def test_episode_length_is_the_environments_unless_set(env, action_repeat, agent, length):
+    run = RunConfig(
+        algo="tdmpc2",
+        env=env,
+        steps=40,
+        seeds=1,
+        action_repeat=action_repeat,
+        log_interval=20,
+        eval_interval=40,
+        checkpoint_interval=20,
+        agent={**TINY, "warmup_steps": 10, **agent},
+    )
+    trainer = ModelBasedTrainer(run)
+    assert trainer.config.episode_length == length
+    expected = min(max((length / 5 - 1) / (length / 5), 0.95), 0.995)
+    assert trainer.agent.discount == pytest.approx(expected)
+
+
 @pytest.mark.skipif(
     not os.environ.get("ERA_CONTROL_LONG_TESTS"),
     reason="minutes on a CPU (compiling the planner and the update): set ERA_CONTROL_LONG_TESTS=1",

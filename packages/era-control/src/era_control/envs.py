@@ -25,6 +25,7 @@ import ctypes.util
 import dataclasses
 import importlib
 import itertools
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -96,6 +97,11 @@ def _flatten(observation: dict[str, Any]) -> np.ndarray:
     return np.concatenate([np.asarray(v, np.float32).ravel() for v in observation.values()])
 
 
+def _agent_steps(limit: float, action_repeat: int) -> int | None:
+    """Agent steps in an episode of ``limit`` environment steps, ``None`` for no time limit."""
+    return None if math.isinf(limit) else math.ceil(limit / max(action_repeat, 1))
+
+
 class DMCEnv:
     """A dm-control suite task with a flat observation."""
 
@@ -112,6 +118,10 @@ class DMCEnv:
             sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
         )
         self.action_repeat = action_repeat
+        # the suite's time limit in control steps (1000 for every suite task); inf without one
+        self.episode_steps = _agent_steps(
+            getattr(self._env, "_step_limit", math.inf), action_repeat
+        )
 
     def reset(self, seed: int) -> np.ndarray:
         self._random.seed(seed % 2**32)
@@ -144,6 +154,9 @@ class GymEnv:
         self._high = np.asarray(env.action_space.high, np.float64)
         self.action_repeat = action_repeat
         self.terminate = terminate
+        spec = getattr(env, "spec", None)
+        limit = getattr(spec, "max_episode_steps", None)
+        self.episode_steps = _agent_steps(math.inf if limit is None else limit, action_repeat)
 
     def reset(self, seed: int) -> np.ndarray:
         obs, _ = self._env.reset(seed=seed % 2**31)

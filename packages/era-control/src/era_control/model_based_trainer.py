@@ -10,11 +10,14 @@ step per environment step, the learner state and pending actions in the checkpoi
 * evaluation plans too (no exploration noise): each evaluation environment records its reset
   seed and its step in the episode, which give the planner its warm-start reset and a key that
   depends only on ``(reset seed, step)``, so evaluations are reproducible and resumable;
-* rows carry ``target_entropy`` only for an algorithm that has one (the ERA variant).
+* rows carry ``target_entropy`` only for an algorithm that has one (the ERA variant);
+* ``episode_length`` (the discount heuristic's episode length in agent steps), when the run does
+  not set it, is the environment's time limit over the action repeat.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -53,6 +56,13 @@ class ModelBasedTrainer(OffPolicyTrainer):
         return envs, evals
 
     def build(self) -> tuple[Any, dict[str, Callable[..., Any]]]:
+        # The discount heuristic reads the episode's length in agent steps: the environment's
+        # time limit over the action repeat (500 for DMC at action repeat 2), unless set.
+        if "episode_length" not in self.run_config.agent:
+            tracked = cast(list[_Tracked], self.eval_envs.envs)[0]
+            steps = getattr(tracked.env, "episode_steps", None)
+            if steps is not None:
+                self.config = dataclasses.replace(self.config, episode_length=int(steps))
         agent, fns = super().build()
         self._eval_mean: Any = None
         return agent, {**fns, "act_eval": self._plan_eval}
