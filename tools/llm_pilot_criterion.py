@@ -16,6 +16,8 @@ import math
 import sys
 from pathlib import Path
 
+from pilot_report import report
+
 FLOOR = 0.45
 
 
@@ -59,10 +61,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     results = [check(run) for run in runs]
-    for line, _ in results:
-        print(line)
-    print(f"every run meets the criterion: {all(ok for _, ok in results)}")
-    return 0
+    return report(results)
 
 
 if __name__ == "__main__":

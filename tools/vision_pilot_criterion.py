@@ -13,6 +13,8 @@ import csv
 import sys
 from pathlib import Path
 
+from pilot_report import report
+
 NLL_RISE = 1.10
 
 
@@ -44,10 +46,7 @@ def main(argv: list[str]) -> int:
         print(f"OUT {argv[0]!r} holds no <arm>/seed<k>/metrics.csv", file=sys.stderr)
         return 2
     results = [check(path.parent) for path in runs]
-    for line, _ in results:
-        print(line)
-    print(f"every run meets the criterion: {all(ok for _, ok in results)}")
-    return 0
+    return report(results)
 
 
 if __name__ == "__main__":
