@@ -1,6 +1,6 @@
 """`era-reproduce`: one command for the paper's three domains, and a report next to its numbers.
 
-    uv run era-reproduce --quick                 # CPU, no downloads, 7.7 min idle 2-core, all domains
+    uv run era-reproduce --quick                 # CPU, no downloads, 7.1 min idle 2-core, all domains
     uv run era-reproduce --quick --domain vision # one domain
     uv run era-reproduce --full --domain vision --preset table1-cifar10-aug --vision-data PATH
     uv run era-reproduce --quick --write-docs docs/reproduce.md --figure docs/figures/reproduce-control.png

@@ -2,7 +2,8 @@
 
 Budgets (`BUDGETS`):
 
-* ``quick``: the README's main command on a 2-core CPU, 7.7 minutes in all when idle. Each
+* ``quick``: the README's main command on a 2-core CPU, 7.1 minutes in all when idle
+  (11.7 beside another CPU-bound job). Each
   comparison uses 2 seeds. These numbers were set from measured run *times*, never from which
   method won.
 * ``smoke``: the end-to-end test's budget (same code path, seconds per run).

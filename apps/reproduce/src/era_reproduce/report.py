@@ -229,7 +229,7 @@ class Section:
 
 
 def time_phrase(sections: list[Section], total_wall_s: float, jobs: int) -> str:
-    """'7.7 min (control 4.2, vision 1.1, llm 2.3 min)': the whole run and each domain's runs;
+    """'7.1 min (control 7.4, vision 2.6, llm 2.2 min; the sums ...)': the whole run and each domain's runs;
     with runs side by side the domains' times are the sums of their runs' wall times."""
     per_domain = ", ".join(f"{s.domain} {s.wall_s / 60:.1f}" for s in sections)
     side = f"; the sums of each domain's runs, {jobs} runs at a time" if jobs > 1 else ""
