@@ -1,16 +1,18 @@
-"""TD-MPC2 vs TD-MPC2-ERA vs SAC: time per gradient update and per environment step.
+"""TD-MPC2 vs TD-MPC2-ERA, OBAC vs OBAC-ERA, and SAC: time per update and per environment step.
 
 All on one task's dimensions (``--env``, default ``dmc/cartpole-swingup``), one seed, jitted:
 
 1. **Update**: one gradient update (``jax.lax.scan`` over ``--updates`` updates, the replay
    buffer on the device filled with random transitions): TD-MPC2's (world model + policy prior
-   + target ensemble), TD-MPC2-ERA's, and SAC's (critic + actor + temperature + target).
+   + target ensemble), TD-MPC2-ERA's, SAC's (critic + actor + temperature + target), OBAC's
+   (SAC's plus the offline value and the behaviour-constrained actor) and OBAC-ERA's.
 2. **Env step**: choosing one action (a scan over ``--updates`` decisions): TD-MPC2 and
    TD-MPC2-ERA planning with MPPI (``mpc=True``) and acting with the policy prior
-   (``mpc=False``), and SAC's policy sample.
+   (``mpc=False``), and the policy sample of SAC, OBAC and OBAC-ERA.
 
-Models: the algorithms' defaults (TD-MPC2's official 5M-parameter model, SAC's 2x512), or with
-``--quick`` each config's ``quick()`` (the CPU sizes of ``--quick`` runs) and fewer rounds.
+Models: the algorithms' defaults (TD-MPC2's official 5M-parameter model, SAC's and OBAC's
+2x512), or with ``--quick`` each config's ``quick()`` (the CPU sizes of ``--quick`` runs) and,
+unless ``--updates`` / ``--repeats`` are given, fewer updates per timing and rounds.
 Every case is compiled and warmed up first, then all cases run in interleaved rounds
 (``--repeats``); the table has medians, and ERA's overhead is the median of per-round ratios.
 ``--write-docs docs/benchmarks.md`` puts the table between the
@@ -37,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from docs_section import write_section
 
-ALGOS = ("tdmpc2", "tdmpc2-era", "sac")
+ALGOS = ("tdmpc2", "tdmpc2-era", "sac", "obac", "obac-era")
+PLANNERS = ("tdmpc2", "tdmpc2-era")  # the others act with a policy sample
 
 
 def make_agent(algo: str, obs_dim: int, action_dim: int, quick: bool, **overrides: Any) -> Any:
@@ -89,7 +92,7 @@ def act_runner(agent: Any, algo: str, n: int, obs_dim: int) -> Callable[[], None
     state = filled_state(agent, 10)
     obs = jnp.linspace(-1.0, 1.0, obs_dim)
 
-    if algo == "sac":
+    if algo not in PLANNERS:
 
         def choose(carry: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
             action = agent.act(state["actor"], state["extra"], obs[None], key, False)[0]
@@ -136,12 +139,13 @@ def run_bench(args: argparse.Namespace) -> str:
     env = make_env(args.env)
     obs_dim, action_dim = env.observation_dim, env.action_dim
     env.close()
-    n, reps = (5, 3) if args.quick else (args.updates, args.repeats)
+    n = args.updates or (5 if args.quick else 20)
+    reps = args.repeats or (3 if args.quick else 7)
     cases: dict[str, Callable[[], None]] = {}
     for algo in ALGOS:
         agent = make_agent(algo, obs_dim, action_dim, args.quick)
         cases[f"{algo} update"] = update_runner(agent, n)
-        if algo == "sac":
+        if algo not in PLANNERS:
             cases[f"{algo} act"] = act_runner(agent, algo, n, obs_dim)
             continue
         cases[f"{algo} plan"] = act_runner(agent, algo, n, obs_dim)
@@ -154,13 +158,14 @@ def run_bench(args: argparse.Namespace) -> str:
         "## era-control: TD-MPC2",
         "",
         "`bench/control_tdmpc2.py`: time per gradient update and per environment step (choosing "
-        "one action) of TD-MPC2, TD-MPC2-ERA and SAC on the same task's dimensions, one seed, "
+        "one action) of TD-MPC2, TD-MPC2-ERA, SAC, OBAC and OBAC-ERA on the same task's "
+        "dimensions, one seed, "
         "jitted, cases interleaved.",
         "",
         f"Command: `{shlex.join(['python', *sys.argv])}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{device.platform} {getattr(device, 'device_kind', '')}, {platform.processor() or platform.machine()}, "
         f"jax {jax.__version__}); {args.env} (obs {obs_dim}, action {action_dim}); "
-        f"{'each config.quick() (CPU sizes)' if args.quick else 'default sizes (TD-MPC2 5M, SAC 2x512)'}; "
+        f"{'each config.quick() (CPU sizes)' if args.quick else 'default sizes (TD-MPC2 5M, SAC and OBAC 2x512)'}; "
         f"{n} per timing, {reps} rounds (median).",
         "",
         "| algo | ms / update | ms / env step, MPPI planning | ms / env step, policy prior |",
@@ -175,11 +180,13 @@ def run_bench(args: argparse.Namespace) -> str:
         )
     over = median_ratio(times["tdmpc2 update"], times["tdmpc2-era update"]) - 1.0
     plan_over = median_ratio(times["tdmpc2 plan"], times["tdmpc2-era plan"]) - 1.0
+    obac_over = median_ratio(times["obac update"], times["obac-era update"]) - 1.0
     lines += [
         "",
         f"TD-MPC2-ERA's overhead vs TD-MPC2: {100 * over:+.1f} % per update, "
-        f"{100 * plan_over:+.1f} % per planned env step (median of per-round ratios; goal: "
-        "<= 7 % per update).",
+        f"{100 * plan_over:+.1f} % per planned env step; OBAC-ERA's vs OBAC: "
+        f"{100 * obac_over:+.1f} % per update (medians of per-round ratios; goal: <= 7 % per "
+        "update).",
     ]
     return "\n".join(lines)
 
@@ -187,9 +194,13 @@ def run_bench(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="dmc/cartpole-swingup")
-    p.add_argument("--updates", type=int, default=20, help="updates / decisions per timing")
-    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
-    p.add_argument("--quick", action="store_true", help="CPU sizes, 5 per timing, 3 rounds")
+    p.add_argument(
+        "--updates", type=int, help="updates / decisions per timing (default 20; 5 with --quick)"
+    )
+    p.add_argument("--repeats", type=int, help="interleaved rounds (default 7; 3 with --quick)")
+    p.add_argument(
+        "--quick", action="store_true", help="CPU sizes (and 5 per timing, 3 rounds by default)"
+    )
     p.add_argument("--write-docs", type=Path, metavar="PATH", help="e.g. docs/benchmarks.md")
     args = p.parse_args(argv)
     section = run_bench(args)
