@@ -10,7 +10,7 @@ import pytest
 from era_control.replay import replay_add, replay_init, replay_sample
 from era_control.sac import SAC, SACConfig
 from era_control.sac_era import SACERA, SACERAConfig
-from era_control.training import OffPolicyTrainer, RunConfig, random_policy_return, warmup_steps
+from era_control.training import warmup_steps
 
 SMALL = {"hidden": (32, 32), "batch_size": 16, "updates_per_step": 2, "warmup_steps": 0}
 
@@ -98,30 +98,9 @@ def test_config_defaults_are_the_papers():
     assert SACConfig().init_temperature == 1.0 and SACConfig().tau == 0.005
 
 
-def test_sac_era_learns_cartpole_swingup_with_entropy_at_target():
-    run = RunConfig(
-        algo="sac-era",
-        env="dmc/cartpole-swingup",
-        steps=4500,
-        seeds=1,
-        action_repeat=8,
-        log_interval=300,
-        eval_interval=1500,
-        checkpoint_interval=300,
-        agent={
-            "hidden": (128, 128),
-            "updates_per_step": 2,
-            "batch_size": 128,
-            "warmup_steps": 200,
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
-        },
-    )
-    rows = []
-    OffPolicyTrainer(run).run(rows.append)
-    random = random_policy_return("dmc/cartpole-swingup", list(range(8)), 1, action_repeat=8)
+def test_sac_era_learns_cartpole_swingup_with_entropy_at_target(learn_cartpole):
+    rows, random = learn_cartpole("sac-era")
     final = rows[-1]["eval_return"]
-    print(f"eval return {final:.1f} vs random {random.mean():.1f} (max {random.max():.1f})")
     assert final > 2 * random.mean() and final > random.max()
     logged = [r for r in rows if "entropy" in r]
     assert len(logged) >= 9

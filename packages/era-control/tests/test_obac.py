@@ -176,34 +176,11 @@ def test_obac_era_resumed_run_equals_the_uninterrupted_one():
     assert "value" in full.state and "offline_critic_target" in full.state
 
 
-def test_obac_era_learns_cartpole_swingup_with_entropy_at_target():
+def test_obac_era_learns_cartpole_swingup_with_entropy_at_target(learn_cartpole):
     """The SAC-ERA learning test's setting (4,500 steps at action repeat 8, 2x128, 2 updates
     per step) with OBAC-ERA: well above a random policy, the Gaussian at the target."""
-    from era_control.training import random_policy_return
-
-    run = RunConfig(
-        algo="obac-era",
-        env="dmc/cartpole-swingup",
-        steps=4500,
-        seeds=1,
-        action_repeat=8,
-        log_interval=300,
-        eval_interval=1500,
-        checkpoint_interval=4500,
-        agent={
-            "hidden": (128, 128),
-            "updates_per_step": 2,
-            "batch_size": 128,
-            "warmup_steps": 200,
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
-        },
-    )
-    rows = []
-    OffPolicyTrainer(run).run(rows.append)
-    random = random_policy_return("dmc/cartpole-swingup", list(range(8)), 1, action_repeat=8)
+    rows, random = learn_cartpole("obac-era", checkpoint_interval=4500)
     final = rows[-1]["eval_return"]
-    print(f"eval return {final:.1f} vs random {random.mean():.1f} (max {random.max():.1f})")
     assert final > 2 * random.mean() and final > random.max()
     for r in (r for r in rows if "gaussian_entropy" in r):
         assert r["gaussian_entropy"] == pytest.approx(r["target_entropy"], abs=1e-3)

@@ -229,8 +229,8 @@ class Section:
 
 
 def time_phrase(sections: list[Section], total_wall_s: float, jobs: int) -> str:
-    """'7.1 min (control 7.4, vision 2.6, llm 2.2 min; the sums ...)': the whole run and each domain's runs;
-    with runs side by side the domains' times are the sums of their runs' wall times."""
+    """The whole run's wall time and each domain's (``7.1 min (control 7.4, vision 2.6, llm 2.2
+    min)``); with runs side by side a domain's time is the sum of its runs' wall times."""
     per_domain = ", ".join(f"{s.domain} {s.wall_s / 60:.1f}" for s in sections)
     side = f"; the sums of each domain's runs, {jobs} runs at a time" if jobs > 1 else ""
     return f"{total_wall_s / 60:.1f} min ({per_domain} min{side})"
