@@ -18,6 +18,8 @@ import pytest
 import era_core as ec
 from era_core import _softmax_era as impl
 
+fused = pytest.importorskip("era_core._softmax_era_torch")
+
 torch = pytest.importorskip("torch")
 
 MODES = ("paper", "exact")
@@ -50,6 +52,29 @@ def inputs(c: int, seed: int) -> np.ndarray:
     return np.concatenate([*rows, one_hot, near, signs, np.full((1, c), 2.5)])
 
 
+@pytest.fixture(params=["numpy", "torch"])
+def kernels(request, monkeypatch):
+    """Both ways the fused path computes log and sqrt on a CPU: NumPy's ufuncs on the tensors'
+    memory (up to ``_NUMPY_MAX_THREADS`` torch threads) and torch's own kernels (more threads)."""
+    if request.param == "torch":
+        monkeypatch.setattr(fused, "_NUMPY_MAX_THREADS", 0)
+    return request.param
+
+
+class CountingNumpy:
+    """Stands in for the fused module's ``np``: counts the ``log`` calls, passes everything on."""
+
+    def __init__(self):
+        self.logs = 0
+
+    def log(self, *args, **kwargs):
+        self.logs += 1
+        return np.log(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
 def values_and_grads(fn, z: np.ndarray, dtype, upstream: np.ndarray):
     x = torch.tensor(z, dtype=dtype, requires_grad=True)
     out = fn(x)
@@ -63,7 +88,7 @@ def values_and_grads(fn, z: np.ndarray, dtype, upstream: np.ndarray):
     ("c", "min_entropy"),
     [(2, 0.3), (10, 0.6), (10, 2.2), (1000, 1.2), (1000, ec.softmax_era_bounds(1000)[1])],
 )
-def test_fused_equals_array_api_path(mode, dtype, c, min_entropy):
+def test_fused_equals_array_api_path(mode, dtype, c, min_entropy, kernels):
     z = inputs(c, seed=c)
     upstream = np.random.default_rng(1).normal(size=z.shape)
     got, got_grad = values_and_grads(
@@ -79,7 +104,7 @@ def test_fused_equals_array_api_path(mode, dtype, c, min_entropy):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_fused_on_infinite_logits_matches_array_api_path(mode):
+def test_fused_on_infinite_logits_matches_array_api_path(mode, kernels):
     """+-inf rows: same values; same gradients except where several logits of a row are
     infinite together (two +inf, or a row of -inf): there the fused backward gives the limit of
     the gradient as those logits grow together, the array path's clip gives 0."""
@@ -105,7 +130,7 @@ def test_fused_on_infinite_logits_matches_array_api_path(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("scale", [1.0, 8.0])
-def test_gradcheck_float64(mode, scale):
+def test_gradcheck_float64(mode, scale, kernels):
     z = torch.tensor(
         scale * np.random.default_rng(3).normal(size=(3, 7)), dtype=torch.float64
     ).requires_grad_()
@@ -155,6 +180,34 @@ def test_traces_whole_under_torch_compile(mode):
     eager.backward()
     torch.testing.assert_close(value, eager)
     torch.testing.assert_close(x.grad, eager_x.grad)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_numpy_log_runs_in_eager_and_compiled_graphs_within_the_thread_rule(mode, monkeypatch):
+    """Eager and compiled (through the ``era_core::cpu_log`` op) calls run NumPy's log on the
+    CPU while torch has at most ``_NUMPY_MAX_THREADS`` threads; above it, never."""
+    counter = CountingNumpy()
+    monkeypatch.setattr(fused, "np", counter)
+    z = torch.tensor(inputs(10, seed=7), dtype=torch.float32)
+    logs_per_call = 1 if mode == "paper" else 3  # log h, and one per Newton step in float32
+
+    def loss(x):
+        return ec.softmax_era(x, 0.6, mode=mode).square().sum()
+
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        loss(z)
+        assert counter.logs == logs_per_call
+        compiled(z)
+        assert counter.logs == 2 * logs_per_call
+        torch.set_num_threads(fused._NUMPY_MAX_THREADS + 1)
+        loss(z)
+        compiled(z)
+        assert counter.logs == 2 * logs_per_call
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_second_derivative_raises():

@@ -29,10 +29,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
 __all__ = ["fused_softmax_era"]
+
+# Up to this many torch threads, log and sqrt run as NumPy ufuncs on the same memory.
+_NUMPY_MAX_THREADS = 3
 
 
 def _forward(
@@ -42,23 +46,36 @@ def _forward(
 
     Every intermediate is written in place into a handful of buffers: on the CPU a fresh
     tensor of a classifier's size costs page faults that weigh more than the arithmetic.
+    With ``c = offset / slope``: ``h = slope (p + c)``, so ``L = log(slope) + log(p + c)`` and
+    ``r = p / (p + c)``.
     """
     big = torch.finfo(z.dtype).max
     work = torch.clamp(z, -big, big)  # +-inf: the one-hot limit
     p = torch.softmax(work, dim=-1)
-    h = torch.mul(p, slope, out=work).add_(offset)  # reuses the clamped logits' buffer
-    log_h = torch.log(h)
-    r = h.reciprocal_().mul_(p).mul_(slope)  # slope p / h, without cancellation
+    if slope > 0.0:
+        q = torch.add(p, offset / slope, out=work)  # reuses the clamped logits' buffer
+        log_q, log_slope = (
+            _log(q, out=torch.empty_like(q)),
+            math.log(slope),
+        )  # L = log_q + log_slope
+        r = torch.div(p, q, out=q)  # slope p / h, without cancellation
+    else:  # the feasible range's upper end (slope 0 up to rounding): h ~ offset
+        h = torch.mul(p, slope, out=work).add_(offset)
+        log_q, log_slope = _log(h, out=torch.empty_like(h)), 0.0
+        r = h.reciprocal_().mul_(p).mul_(slope)
     if not exact:
-        u = log_h.neg_().sub_(1.0).clamp_min_(0.0)  # u >= log(1/(e*ub)) > 0 up to rounding
-        s = torch.mul(u, 2.0).sqrt_()
-        x = u.mul_(0.75).add_(s).add_(1.0).neg_()
-        return x, p, r.mul_(s.reciprocal_().add_(0.75))  # dx/dL = 1/sqrt(2u) + 0.75
+        # 2u = max(-2 - 2L, 0) >= 2 log(1/(e*ub)) > 0 up to rounding
+        u2 = log_q.mul_(-2.0).sub_(2.0 + 2.0 * log_slope).clamp_min_(0.0)
+        s = _sqrt(u2, out=torch.empty_like(u2))  # sqrt(2u)
+        x = torch.add(s, u2, alpha=0.375).add_(1.0).neg_()  # -1 - sqrt(2u) - 0.75u
+        e = torch.mul(r, 0.75, out=u2).addcdiv_(r, s)  # r dx/dL, dx/dL = 1/sqrt(2u) + 0.75
+        return x, p, e
     # Exact: Newton on y = -x > 1, y <- y (log y - a) / (y - 1) with a = 1 + L, kept in
     # [log tau, inf); L is capped at log(ub), where the root is y = log tau (a one-hot p).
     floor = math.log(tau)
-    a = log_h.clamp_max_(math.log(floor / tau)).add_(1.0)
-    y = torch.mul(a, -2.0).sqrt_().sub_(a, alpha=0.75).add_(1.0)  # the paper's value, u = -a
+    a = log_q.clamp_max_(math.log(floor / tau) - log_slope).add_(1.0 + log_slope)
+    y = torch.mul(a, -2.0)
+    y = _sqrt(y, out=y).sub_(a, alpha=0.75).add_(1.0)  # the paper's value, u = -a
     den, nxt = torch.empty_like(y), torch.empty_like(y)
     for _ in range(steps - 1):
         _newton(y, a, torch.sub(y, 1.0, out=den), out=nxt).clamp_min_(floor)
@@ -72,7 +89,68 @@ def _newton(
     y: torch.Tensor, a: torch.Tensor, den: torch.Tensor, *, out: torch.Tensor
 ) -> torch.Tensor:
     """One Newton step on ``log y - y = a - 1`` (``x + log(-x) = L`` for ``y = -x``), into ``out``."""
-    return torch.log(y, out=out).sub_(a).mul_(y).div_(den)
+    return _log(y, out=out).sub_(a).mul_(y).div_(den)
+
+
+def _numpy_ufunc(t: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether NumPy's ufunc may run on ``t`` (and ``out``) in place of the torch kernel.
+
+    On a CPU with one to three torch threads NumPy's SIMD ``log`` and ``sqrt`` are several
+    times faster than torch's (docs/benchmarks.md); with more threads torch's kernels split the
+    work and win. Never while tracing (torch.compile, functorch transforms, fake tensors): the
+    ufunc needs real memory, so anything but a plain CPU tensor takes the torch kernel.
+    """
+    return (
+        not torch.compiler.is_compiling()
+        and t.device.type == "cpu"
+        and type(t) is torch.Tensor
+        and type(out) is torch.Tensor
+        and torch.get_num_threads() <= _NUMPY_MAX_THREADS
+    )
+
+
+def _log(t: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+    """``log(t)`` written into ``out`` (and returned)."""
+    if _numpy_ufunc(t, out):
+        try:
+            np.log(t.numpy(), out=out.numpy())
+            return out
+        except (RuntimeError, TypeError):  # a wrapped tensor without storage
+            pass
+    elif torch.compiler.is_compiling() and t.device.type == "cpu":
+        return out.copy_(torch.ops.era_core.cpu_log(t))
+    return torch.log(t, out=out)
+
+
+@torch.library.custom_op("era_core::cpu_log", mutates_args=())
+def _cpu_log(t: torch.Tensor) -> torch.Tensor:
+    """``log(t)`` for a CPU tensor as one opaque op, so that a compiled graph runs NumPy's log.
+
+    Inductor's own CPU log costs about as much as torch's eager kernel; this op keeps the
+    graph whole (no graph break) and runs the faster ufunc at run time where
+    :func:`_numpy_ufunc`'s rule allows it.
+    """
+    out = torch.empty_like(t)
+    plain = t.detach()
+    if _numpy_ufunc(plain, out):
+        np.log(plain.numpy(), out=out.numpy())
+        return out
+    return torch.log(plain, out=out)
+
+
+@_cpu_log.register_fake
+def _(t: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(t)
+
+
+def _sqrt(t: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+    if _numpy_ufunc(t, out):
+        try:
+            np.sqrt(t.numpy(), out=out.numpy())
+            return out
+        except (RuntimeError, TypeError):
+            pass
+    return torch.sqrt(t, out=out)
 
 
 class _SoftmaxERA(torch.autograd.Function):
