@@ -5,6 +5,7 @@ prior's Gaussian entropy at its target with no entropy term, bad input refused (
 2 from the CLI), exact resume with the planner's state, and a short TD-MPC2-ERA run on
 cartpole-swingup that beats the random policy."""
 
+import dataclasses
 import os
 import re
 
@@ -293,6 +294,33 @@ def test_episode_length_is_the_environments_unless_set(env, action_repeat, agent
     assert trainer.config.episode_length == length
     expected = min(max((length / 5 - 1) / (length / 5), 0.95), 0.995)
     assert trainer.agent.discount == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("action_repeat", "agent", "warmup"),
+    [
+        (2, {}, 2500),  # 500-step episodes: 5 of them
+        (8, {}, 1000),  # 125-step episodes: at least 1000
+        (1, {}, 5000),
+        (8, {"warmup_steps": 300}, 300),  # a set value wins
+    ],
+)
+def test_warmup_steps_follow_the_episode_length_unless_set(action_repeat, agent, warmup):
+    run = RunConfig(
+        algo="tdmpc2-era",
+        env="dmc/cartpole-swingup",
+        steps=100_000,
+        seeds=1,
+        action_repeat=action_repeat,
+        log_interval=20,
+        eval_interval=40,
+        checkpoint_interval=20,
+        agent={**TINY, **agent},
+    )
+    trainer = ModelBasedTrainer(run)
+    assert trainer.config.warmup_steps == warmup and trainer.warmup == warmup
+    short = dataclasses.replace(run, steps=4000)  # never more than a tenth of the run
+    assert ModelBasedTrainer(short).warmup == min(warmup, 400)
 
 
 @pytest.mark.skipif(

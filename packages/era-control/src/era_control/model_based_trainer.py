@@ -12,7 +12,9 @@ step per environment step, the learner state and pending actions in the checkpoi
   depends only on ``(reset seed, step)``, so evaluations are reproducible and resumable;
 * rows carry ``target_entropy`` only for an algorithm that has one (the ERA variant);
 * ``episode_length`` (the discount heuristic's episode length in agent steps), when the run does
-  not set it, is the environment's time limit over the action repeat.
+  not set it, is the environment's time limit over the action repeat, and ``warmup_steps``
+  (uniform seed steps), when not set, is ``max(1000, 5 * episode_length)`` as the authors'
+  ``seed_steps`` (still at most a tenth of the run).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class ModelBasedTrainer(OffPolicyTrainer):
             steps = getattr(tracked.env, "episode_steps", None)
             if steps is not None:
                 self.config = dataclasses.replace(self.config, episode_length=int(steps))
+        # The seed steps follow the episode length as the authors' `seed_steps`, unless set.
+        if "warmup_steps" not in self.run_config.agent:
+            seed_steps = max(1000, 5 * self.config.episode_length)
+            self.config = dataclasses.replace(self.config, warmup_steps=seed_steps)
         agent, fns = super().build()
         self._eval_mean: Any = None
         return agent, {**fns, "act_eval": self._plan_eval}
