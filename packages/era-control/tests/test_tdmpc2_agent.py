@@ -268,6 +268,21 @@ def test_resumed_run_equals_the_uninterrupted_one():
     assert np.any(np.asarray(full.state["plan_mean"]) != 0)  # in the state, so checkpointed
 
 
+def _short_run(algo, env, steps, action_repeat, agent):
+    """A one-seed TINY run config for the tests that only build a trainer."""
+    return RunConfig(
+        algo=algo,
+        env=env,
+        steps=steps,
+        seeds=1,
+        action_repeat=action_repeat,
+        log_interval=20,
+        eval_interval=40,
+        checkpoint_interval=20,
+        agent={**TINY, **agent},
+    )
+
+
 @pytest.mark.parametrize(
     ("env", "action_repeat", "agent", "length"),
     [
@@ -279,17 +294,7 @@ def test_resumed_run_equals_the_uninterrupted_one():
     ],
 )
 def test_episode_length_is_the_environments_unless_set(env, action_repeat, agent, length):
-    run = RunConfig(
-        algo="tdmpc2",
-        env=env,
-        steps=40,
-        seeds=1,
-        action_repeat=action_repeat,
-        log_interval=20,
-        eval_interval=40,
-        checkpoint_interval=20,
-        agent={**TINY, "warmup_steps": 10, **agent},
-    )
+    run = _short_run("tdmpc2", env, 40, action_repeat, {"warmup_steps": 10, **agent})
     trainer = ModelBasedTrainer(run)
     assert trainer.config.episode_length == length
     expected = min(max((length / 5 - 1) / (length / 5), 0.95), 0.995)
@@ -306,17 +311,7 @@ def test_episode_length_is_the_environments_unless_set(env, action_repeat, agent
     ],
 )
 def test_warmup_steps_follow_the_episode_length_unless_set(action_repeat, agent, warmup):
-    run = RunConfig(
-        algo="tdmpc2-era",
-        env="dmc/cartpole-swingup",
-        steps=100_000,
-        seeds=1,
-        action_repeat=action_repeat,
-        log_interval=20,
-        eval_interval=40,
-        checkpoint_interval=20,
-        agent={**TINY, **agent},
-    )
+    run = _short_run("tdmpc2-era", "dmc/cartpole-swingup", 100_000, action_repeat, agent)
     trainer = ModelBasedTrainer(run)
     assert trainer.config.warmup_steps == warmup and trainer.warmup == warmup
     short = dataclasses.replace(run, steps=4000)  # never more than a tenth of the run
