@@ -54,10 +54,7 @@ def _forward(
     p = torch.softmax(work, dim=-1)
     if slope > 0.0:
         q = torch.add(p, offset / slope, out=work)  # reuses the clamped logits' buffer
-        log_q, log_slope = (
-            _log(q, out=torch.empty_like(q)),
-            math.log(slope),
-        )  # L = log_q + log_slope
+        log_q, log_slope = _log(q, out=torch.empty_like(q)), math.log(slope)  # L = their sum
         r = torch.div(p, q, out=q)  # slope p / h, without cancellation
     else:  # the feasible range's upper end (slope 0 up to rounding): h ~ offset
         h = torch.mul(p, slope, out=work).add_(offset)
@@ -109,17 +106,26 @@ def _numpy_ufunc(t: torch.Tensor, out: torch.Tensor) -> bool:
     )
 
 
-def _log(t: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
-    """``log(t)`` written into ``out`` (and returned)."""
+def _ufunc(name: str, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``name`` (``"log"`` or ``"sqrt"``) of ``t`` written into ``out`` and returned: NumPy's
+    ufunc where :func:`_numpy_ufunc` allows it, else torch's kernel."""
     if _numpy_ufunc(t, out):
         try:
-            np.log(t.numpy(), out=out.numpy())
+            getattr(np, name)(t.numpy(), out=out.numpy())
             return out
         except (RuntimeError, TypeError):  # a wrapped tensor without storage
             pass
-    elif torch.compiler.is_compiling() and t.device.type == "cpu":
+    return getattr(torch, name)(t, out=out)
+
+
+def _log(t: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+    if torch.compiler.is_compiling() and t.device.type == "cpu":
         return out.copy_(torch.ops.era_core.cpu_log(t))
-    return torch.log(t, out=out)
+    return _ufunc("log", t, out)
+
+
+def _sqrt(t: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+    return _ufunc("sqrt", t, out)
 
 
 @torch.library.custom_op("era_core::cpu_log", mutates_args=())
@@ -130,27 +136,12 @@ def _cpu_log(t: torch.Tensor) -> torch.Tensor:
     graph whole (no graph break) and runs the faster ufunc at run time where
     :func:`_numpy_ufunc`'s rule allows it.
     """
-    out = torch.empty_like(t)
-    plain = t.detach()
-    if _numpy_ufunc(plain, out):
-        np.log(plain.numpy(), out=out.numpy())
-        return out
-    return torch.log(plain, out=out)
+    return _ufunc("log", t.detach(), torch.empty_like(t))
 
 
 @_cpu_log.register_fake
 def _(t: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(t)
-
-
-def _sqrt(t: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
-    if _numpy_ufunc(t, out):
-        try:
-            np.sqrt(t.numpy(), out=out.numpy())
-            return out
-        except (RuntimeError, TypeError):
-            pass
-    return torch.sqrt(t, out=out)
 
 
 class _SoftmaxERA(torch.autograd.Function):
